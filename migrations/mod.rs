@@ -1,0 +1,21 @@
+//! Schema migrations, oldest first. A migration that has shipped is never
+//! edited; change the schema with a new file. Each file declares its own
+//! identifiers and never imports the application's entities, so it keeps
+//! meaning what it meant when it shipped.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_projects;
+mod m20261122_000002_create_endpoints;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_projects::Migration),
+            Box::new(m20261122_000002_create_endpoints::Migration),
+        ]
+    }
+}

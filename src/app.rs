@@ -1,0 +1,153 @@
+//! Assembles the server: store, services, listener. `App::build` binds (port
+//! 0 in tests) and `App::run` serves until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::domain::time::Clock;
+use crate::grpc::pb::endpoint_service_server::EndpointServiceServer;
+use crate::grpc::{Authenticator, EndpointApi, pb};
+use crate::store::{DatabaseTarget, Store, StoreError};
+use crate::system::SystemClock;
+
+/// Everything `App::build` needs, already validated.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub listen: SocketAddr,
+    pub database: DatabaseTarget,
+    /// How long in-flight calls may run on after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot open the database: {0}")]
+    Database(#[source] StoreError),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[source] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Keepalive pings keep long calls (streams) alive behind proxies that drop
+/// idle connections, and find dead peers.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    shutdown_grace: Duration,
+}
+
+impl App {
+    /// Connects and migrates the database, then binds the listener.
+    pub async fn build(config: AppConfig) -> Result<Self, AppError> {
+        let store = Store::connect(&config.database)
+            .await
+            .map_err(AppError::Database)?;
+        store.migrate().await.map_err(AppError::Migrate)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            local_addr,
+            store,
+            clock: Arc::new(SystemClock),
+            shutdown_grace: config.shutdown_grace,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then: health turns NOT_SERVING, no
+    /// new connections are taken, and in-flight calls get the grace period
+    /// to finish before they are dropped.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AppError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let auth = Authenticator::new(self.store.clone());
+        let endpoints = EndpointApi::new(self.store.clone(), auth, self.clock.clone());
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(EndpointServiceServer::new(endpoints))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
+                let _ = stop_rx.await;
+            });
+        let mut serve = std::pin::pin!(serve);
+        tracing::info!(addr = %self.local_addr, "serving gRPC");
+
+        tokio::select! {
+            result = &mut serve => {
+                result?;
+                return Ok(());
+            }
+            () = shutdown => {}
+        }
+
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down");
+        set_health(&health, ServingStatus::NotServing).await;
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!("grace period over; dropping the calls still in flight"),
+        }
+        if let Err(err) = self.store.close().await {
+            tracing::warn!(error = %err, "closing the database pool failed");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Sets the overall status ("") and every hookd service's.
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(
+            <EndpointServiceServer<EndpointApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}

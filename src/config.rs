@@ -1,0 +1,253 @@
+//! Command line and environment (`HOOKD_*`): what the operator can set.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::store::{DatabaseTarget, Durability};
+
+#[derive(Debug, Parser)]
+#[command(name = "hookd", version, about = "gRPC-native webhook delivery service")]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (migrates the database first).
+    Serve(ServeArgs),
+    /// Bring the database schema up to date, then exit.
+    Migrate,
+    /// Manage projects (tenants) and their API keys.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+}
+
+impl Command {
+    /// The server reports what it does; one-shot commands stay quiet unless
+    /// something is wrong, so their stdout and stderr are easy to script.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Self::Serve(_) => "info",
+            Self::Migrate | Self::Project { .. } => "warn",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project and print its id and a new API key (shown once).
+    Create {
+        /// Display name of the project.
+        #[arg(long)]
+        name: String,
+        /// Print one JSON object `{"project_id", "api_key"}` on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects with the prefixes of their keys.
+    List {
+        /// Print a JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a project's API keys with a new one (shown once); the old
+    /// keys stop working immediately.
+    RotateKey {
+        /// The project's id (`proj_…`).
+        #[arg(long)]
+        project: String,
+        /// Print one JSON object `{"project_id", "api_key"}` on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve gRPC on (h2c). Port 0 picks a free port.
+    #[arg(long, env = "HOOKD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// How long in-flight calls may take to finish after a shutdown signal.
+    #[arg(long, env = "HOOKD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Directory holding the embedded SQLite database (created if missing).
+    #[arg(long, env = "HOOKD_DATA_DIR", global = true, default_value = "./hookd-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL, or `sqlite://PATH`; overrides
+    /// --data-dir.
+    #[arg(long, env = "HOOKD_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// PostgreSQL schema to keep hookd's tables in (created if missing).
+    #[arg(long, env = "HOOKD_DATABASE_SCHEMA", global = true)]
+    pub database_schema: Option<String>,
+    /// PostgreSQL connection pool size.
+    #[arg(long, env = "HOOKD_DATABASE_MAX_CONNECTIONS", global = true, default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub database_max_connections: u32,
+    /// SQLite commit durability: `full` fsyncs every commit; `relaxed`
+    /// survives a process crash but may lose the last commits on power loss.
+    #[arg(long, env = "HOOKD_DURABILITY", global = true, value_enum, default_value_t = DurabilityArg::Full)]
+    pub durability: DurabilityArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    Full,
+    Relaxed,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log filter: a level (`info`) or directives (`info,hookd=debug`).
+    /// Default: `info` for serve, `warn` for the other commands.
+    #[arg(long, env = "HOOKD_LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// Log line format on stderr.
+    #[arg(long, env = "HOOKD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A configuration that parses but cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--database-url: {0}")]
+    DatabaseUrl(String),
+    #[error("--database-schema: {0}")]
+    DatabaseSchema(String),
+    #[error("--data-dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl DatabaseArgs {
+    /// Decides where the data lives; creates the data dir for SQLite.
+    pub fn target(&self) -> Result<DatabaseTarget, ConfigError> {
+        let durability = match self.durability {
+            DurabilityArg::Full => Durability::Full,
+            DurabilityArg::Relaxed => Durability::Relaxed,
+        };
+        let url = self.database_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let target = match url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseTarget::Postgres {
+                    url: url.to_owned(),
+                    schema: self.schema()?,
+                    max_connections: self.database_max_connections,
+                }
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+                let path = rest.split('?').next().unwrap_or_default();
+                if path.is_empty() || path == ":memory:" {
+                    return Err(ConfigError::DatabaseUrl(
+                        "a SQLite URL must name a file (sqlite://PATH)".into(),
+                    ));
+                }
+                let path = PathBuf::from(path);
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    create_dir(parent)?;
+                }
+                DatabaseTarget::Sqlite { path, durability }
+            }
+            Some(_) => {
+                return Err(ConfigError::DatabaseUrl(
+                    "must start with postgres://, postgresql:// or sqlite:".into(),
+                ));
+            }
+            None => {
+                create_dir(&self.data_dir)?;
+                DatabaseTarget::Sqlite {
+                    path: self.data_dir.join("hookd.db"),
+                    durability,
+                }
+            }
+        };
+        if matches!(target, DatabaseTarget::Sqlite { .. }) && self.database_schema.is_some() {
+            return Err(ConfigError::DatabaseSchema("only applies to PostgreSQL".into()));
+        }
+        Ok(target)
+    }
+
+    fn schema(&self) -> Result<Option<String>, ConfigError> {
+        let Some(schema) = &self.database_schema else {
+            return Ok(None);
+        };
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(ConfigError::DatabaseSchema(
+                "must be 1 to 63 lower-case letters, digits or `_`, not starting with a digit"
+                    .into(),
+            ));
+        }
+        Ok(Some(schema.clone()))
+    }
+}
+
+fn create_dir(path: &std::path::Path) -> Result<(), ConfigError> {
+    std::fs::create_dir_all(path).map_err(|source| ConfigError::DataDir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `500ms`, `10s`, `2m` or a bare number of seconds.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a duration like 500ms, 10s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("`{raw}` is not a duration like 500ms, 10s or 2m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,23 @@
+//! The webhook domain in plain Rust: identifiers, validated values and the
+//! rules of an endpoint's life. Nothing here does I/O, reads the clock or
+//! draws random numbers; callers pass those in.
+
+pub mod endpoint;
+pub mod fields;
+pub mod ids;
+pub mod page;
+pub mod project;
+pub mod secret;
+pub mod time;
+
+/// Why a value from the outside world was refused. The caller knows which
+/// field it came from and attaches that name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

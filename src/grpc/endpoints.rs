@@ -1,0 +1,165 @@
+//! `hookd.v1.EndpointService`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{endpoint_spec, endpoint_to_pb, endpoint_update, status_from_pb};
+use super::pb::endpoint_service_server::EndpointService;
+use super::pb::{
+    CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Endpoint as PbEndpoint,
+    GetEndpointRequest, ListEndpointsRequest, ListEndpointsResponse, UpdateEndpointRequest,
+};
+use super::{ApiError, Authenticator};
+use crate::domain::endpoint::Endpoint;
+use crate::domain::fields::OwnerId;
+use crate::domain::ids::EndpointId;
+use crate::domain::page::{PageSize, PageToken};
+use crate::domain::secret::Secret;
+use crate::domain::time::Clock;
+use crate::store::{EndpointFilter, Store};
+use crate::system;
+
+pub struct EndpointApi {
+    store: Store,
+    auth: Authenticator,
+    clock: Arc<dyn Clock>,
+}
+
+impl EndpointApi {
+    pub fn new(store: Store, auth: Authenticator, clock: Arc<dyn Clock>) -> Self {
+        Self { store, auth, clock }
+    }
+}
+
+fn endpoint_id(raw: &str, field: &str) -> Result<EndpointId, ApiError> {
+    raw.parse().map_err(ApiError::field(field))
+}
+
+#[tonic::async_trait]
+impl EndpointService for EndpointApi {
+    async fn create_endpoint(
+        &self,
+        request: Request<CreateEndpointRequest>,
+    ) -> Result<Response<PbEndpoint>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let raw = request
+            .into_inner()
+            .endpoint
+            .ok_or_else(|| ApiError::invalid("endpoint", "is required"))?;
+        let (spec, given_secret) = endpoint_spec(&raw)?;
+        let (secret, generated) = match given_secret {
+            Some(given) => (given, false),
+            None => (Secret::generate(system::random_bytes()), true),
+        };
+        let endpoint = Endpoint::new(
+            EndpointId::from_uuid(system::new_uuid()),
+            project,
+            spec,
+            self.clock.now(),
+        );
+        self.store
+            .insert_endpoint(&endpoint, &secret)
+            .await
+            .map_err(ApiError::from_store("endpoint"))?;
+        tracing::info!(endpoint = %endpoint.id, project = %endpoint.project_id, "endpoint created");
+        let mut reply = endpoint_to_pb(&endpoint);
+        if generated {
+            reply.secret = secret.expose().to_owned();
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn get_endpoint(
+        &self,
+        request: Request<GetEndpointRequest>,
+    ) -> Result<Response<PbEndpoint>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let id = endpoint_id(&request.get_ref().id, "id")?;
+        let endpoint = self
+            .store
+            .get_endpoint(&project, &id)
+            .await
+            .map_err(ApiError::from_store("endpoint"))?;
+        Ok(Response::new(endpoint_to_pb(&endpoint)))
+    }
+
+    async fn list_endpoints(
+        &self,
+        request: Request<ListEndpointsRequest>,
+    ) -> Result<Response<ListEndpointsResponse>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let req = request.into_inner();
+        let size = PageSize::new(req.page_size).map_err(ApiError::field("page_size"))?;
+        let filter = EndpointFilter {
+            owner_id: OwnerId::parse(&req.owner_id).map_err(ApiError::field("owner_id"))?,
+            status: status_from_pb(req.status, "status")?,
+        };
+        let filter_key = format!("owner={:?};status={:?}", filter.owner_id, filter.status);
+        let token =
+            PageToken::decode(&req.page_token, &filter_key).map_err(ApiError::field("page_token"))?;
+        // One extra row tells whether another page follows.
+        let mut page = self
+            .store
+            .list_endpoints(&project, &filter, token.as_ref().map(|t| t.after.as_str()), size.get() + 1)
+            .await
+            .map_err(ApiError::from_store("endpoint"))?;
+        let next_page_token = if page.len() > size.get() as usize {
+            page.truncate(size.get() as usize);
+            let last = page.last().map(|ep| ep.id.to_string()).unwrap_or_default();
+            PageToken::new(last, &filter_key).encode()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListEndpointsResponse {
+            endpoints: page.iter().map(endpoint_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_endpoint(
+        &self,
+        request: Request<UpdateEndpointRequest>,
+    ) -> Result<Response<PbEndpoint>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let req = request.into_inner();
+        let raw = req
+            .endpoint
+            .ok_or_else(|| ApiError::invalid("endpoint", "is required"))?;
+        let id = endpoint_id(&raw.id, "endpoint.id")?;
+        let mut update = endpoint_update(&raw, req.update_mask.as_ref())?;
+        let generated = update
+            .regenerate_secret
+            .then(|| Secret::generate(system::random_bytes()));
+        let new_secret = update.patch.secret.take().or_else(|| generated.clone());
+        let now = self.clock.now();
+        let endpoint = self
+            .store
+            .update_endpoint(&project, &id, new_secret.as_ref(), |endpoint| {
+                endpoint.apply(update.patch.clone(), now)
+            })
+            .await
+            .map_err(ApiError::from_store("endpoint"))?
+            .map_err(|refused| ApiError::FailedPrecondition(refused.to_string()))?;
+        tracing::info!(endpoint = %endpoint.id, project = %endpoint.project_id, "endpoint updated");
+        let mut reply = endpoint_to_pb(&endpoint);
+        if let Some(generated) = generated {
+            reply.secret = generated.expose().to_owned();
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn delete_endpoint(
+        &self,
+        request: Request<DeleteEndpointRequest>,
+    ) -> Result<Response<DeleteEndpointResponse>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let id = endpoint_id(&request.get_ref().id, "id")?;
+        self.store
+            .delete_endpoint(&project, &id)
+            .await
+            .map_err(ApiError::from_store("endpoint"))?;
+        tracing::info!(endpoint = %id, project = %project, "endpoint deleted");
+        Ok(Response::new(DeleteEndpointResponse {}))
+    }
+}

@@ -1,0 +1,22 @@
+//! The gRPC surface: generated types (they stop here), the conversion to and
+//! from the domain, authentication, the error mapping, and one module per
+//! service.
+
+mod auth;
+mod convert;
+mod endpoints;
+mod error;
+
+pub use auth::Authenticator;
+pub use endpoints::EndpointApi;
+pub use error::ApiError;
+
+/// Code generated from `proto/hookd/v1/*.proto`.
+pub mod pb {
+    #![allow(unreachable_pub, clippy::all)]
+    tonic::include_proto!("hookd.v1");
+
+    /// Encoded descriptors of every hookd proto, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/hookd_descriptor.bin"));
+}

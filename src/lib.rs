@@ -1,0 +1,28 @@
+//! hookd: a gRPC-native webhook delivery service.
+//!
+//! Where things live (dependencies point inward: `grpc` → `domain` ← `store`):
+//! - [`domain`]: pure rules and validated values (ids, endpoint fields,
+//!   secrets, status transitions, pagination). No I/O, no clock, no RNG.
+//! - [`store`]: persistence through SeaORM on SQLite or PostgreSQL; the only
+//!   module that touches SQL.
+//! - [`migration`]: the schema migrations (top-level `migrations/`).
+//! - [`grpc`]: generated protobuf types, their conversion to the domain,
+//!   API-key authentication, the error-to-status mapping, the services.
+//! - [`app`]: assembles store and services into a server that binds
+//!   (`App::build`) and serves until told to stop (`App::run`).
+//! - [`config`]: flags and `HOOKD_*` environment variables.
+//! - [`cli`]: what each subcommand does.
+//! - [`telemetry`]: logging setup.
+//! - [`system`]: the wall clock and randomness the domain is kept free of.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+#[path = "../migrations/mod.rs"]
+pub mod migration;
+pub mod store;
+pub mod system;
+pub mod telemetry;

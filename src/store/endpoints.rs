@@ -1,0 +1,267 @@
+//! Endpoints and their signing secrets.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use super::entities::{endpoint, endpoint_secret};
+use super::{Store, StoreError};
+use crate::domain::endpoint::{Endpoint, EndpointStatus};
+use crate::domain::fields::{
+    ContentType, CustomHeaders, Description, EndpointName, EndpointUrl, EventTypeFilter, OwnerId,
+    RateLimit, TimeoutSeconds,
+};
+use crate::domain::ids::{EndpointId, ProjectId};
+use crate::domain::secret::Secret;
+use crate::domain::time::Timestamp;
+
+/// How often an update re-reads and re-applies after losing a race.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// Which endpoints a list call wants.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointFilter {
+    pub owner_id: Option<OwnerId>,
+    pub status: Option<EndpointStatus>,
+}
+
+impl Store {
+    pub async fn insert_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        secret: &Secret,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        endpoint::Entity::insert(to_row(endpoint))
+            .exec_without_returning(&txn)
+            .await?;
+        insert_secret(&txn, &endpoint.id, secret, endpoint.created_at).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_endpoint(
+        &self,
+        project: &ProjectId,
+        id: &EndpointId,
+    ) -> Result<Endpoint, StoreError> {
+        let row = endpoint::Entity::find_by_id(id.as_str())
+            .filter(endpoint::Column::ProjectId.eq(project.as_str()))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        from_row(row)
+    }
+
+    /// Up to `limit` endpoints after `after` in id order (creation order).
+    pub async fn list_endpoints(
+        &self,
+        project: &ProjectId,
+        filter: &EndpointFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let mut condition = Condition::all().add(endpoint::Column::ProjectId.eq(project.as_str()));
+        if let Some(owner) = &filter.owner_id {
+            condition = condition.add(endpoint::Column::OwnerId.eq(owner.as_str()));
+        }
+        if let Some(status) = filter.status {
+            condition = condition.add(endpoint::Column::Status.eq(status.as_str()));
+        }
+        if let Some(after) = after {
+            condition = condition.add(endpoint::Column::Id.gt(after));
+        }
+        endpoint::Entity::find()
+            .filter(condition)
+            .order_by_asc(endpoint::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(from_row)
+            .collect()
+    }
+
+    /// Reads the endpoint, lets `change` modify it, and writes it back only
+    /// if nobody else wrote in between (re-reading and re-applying if they
+    /// did). `new_secret` replaces every secret of the endpoint in the same
+    /// transaction. `change` refusing leaves everything as it was.
+    pub async fn update_endpoint<E>(
+        &self,
+        project: &ProjectId,
+        id: &EndpointId,
+        new_secret: Option<&Secret>,
+        mut change: impl FnMut(&mut Endpoint) -> Result<(), E>,
+    ) -> Result<Result<Endpoint, E>, StoreError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let mut endpoint = self.get_endpoint(project, id).await?;
+            let read_revision = endpoint.revision;
+            if let Err(refused) = change(&mut endpoint) {
+                return Ok(Err(refused));
+            }
+            endpoint.revision = read_revision + 1;
+            let txn = self.db.begin().await?;
+            let written = endpoint::Entity::update_many()
+                .set(to_row(&endpoint))
+                .filter(endpoint::Column::Id.eq(id.as_str()))
+                .filter(endpoint::Column::ProjectId.eq(project.as_str()))
+                .filter(endpoint::Column::Revision.eq(read_revision))
+                .exec(&txn)
+                .await?;
+            if written.rows_affected == 0 {
+                txn.rollback().await?;
+                continue;
+            }
+            if let Some(secret) = new_secret {
+                endpoint_secret::Entity::delete_many()
+                    .filter(endpoint_secret::Column::EndpointId.eq(id.as_str()))
+                    .exec(&txn)
+                    .await?;
+                insert_secret(&txn, id, secret, endpoint.updated_at).await?;
+            }
+            txn.commit().await?;
+            return Ok(Ok(endpoint));
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Deletes the endpoint and, through the foreign key, its secrets.
+    pub async fn delete_endpoint(
+        &self,
+        project: &ProjectId,
+        id: &EndpointId,
+    ) -> Result<(), StoreError> {
+        let deleted = endpoint::Entity::delete_many()
+            .filter(endpoint::Column::Id.eq(id.as_str()))
+            .filter(endpoint::Column::ProjectId.eq(project.as_str()))
+            .exec(&self.db)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The endpoint's secrets that are valid at `now`, newest first.
+    pub async fn endpoint_secrets(
+        &self,
+        id: &EndpointId,
+        now: Timestamp,
+    ) -> Result<Vec<Secret>, StoreError> {
+        endpoint_secret::Entity::find()
+            .filter(endpoint_secret::Column::EndpointId.eq(id.as_str()))
+            .filter(
+                Condition::any()
+                    .add(endpoint_secret::Column::ExpiresAt.is_null())
+                    .add(endpoint_secret::Column::ExpiresAt.gt(now.unix_micros())),
+            )
+            .order_by_desc(endpoint_secret::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Secret::parse(&row.secret).map_err(|e| StoreError::Corrupt {
+                    table: "endpoint_secrets",
+                    detail: format!("secret of {}: {e}", row.endpoint_id),
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_secret(
+    txn: &DatabaseTransaction,
+    endpoint: &EndpointId,
+    secret: &Secret,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    endpoint_secret::Entity::insert(endpoint_secret::ActiveModel {
+        endpoint_id: Set(endpoint.to_string()),
+        secret: Set(secret.expose().to_owned()),
+        created_at: Set(at.unix_micros()),
+        expires_at: Set(None),
+        ..Default::default()
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+fn to_row(ep: &Endpoint) -> endpoint::ActiveModel {
+    let (rate_count, rate_period) = ep
+        .rate_limit
+        .map_or((0, 0), |r| (r.count(), r.period_seconds()));
+    let event_types: Vec<&str> = ep.event_types.as_slice().iter().map(|t| t.as_str()).collect();
+    endpoint::ActiveModel {
+        id: Set(ep.id.to_string()),
+        project_id: Set(ep.project_id.to_string()),
+        name: Set(ep.name.as_str().to_owned()),
+        url: Set(ep.url.as_str().to_owned()),
+        headers: Set(json_text(ep.headers.as_map())),
+        timeout_seconds: Set(ep.timeout.get() as i32),
+        status: Set(ep.status.as_str().to_owned()),
+        paused_at: Set(ep.paused_at.map(Timestamp::unix_micros)),
+        status_changed_at: Set(ep.status_changed_at.unix_micros()),
+        created_at: Set(ep.created_at.unix_micros()),
+        updated_at: Set(ep.updated_at.unix_micros()),
+        owner_id: Set(ep.owner_id.as_ref().map(|o| o.as_str().to_owned())),
+        description: Set(ep.description.as_str().to_owned()),
+        content_type: Set(ep.content_type.as_str().to_owned()),
+        rate_limit_count: Set(rate_count as i32),
+        rate_limit_period_seconds: Set(rate_period as i32),
+        event_types: Set(json_text(&event_types)),
+        revision: Set(ep.revision),
+    }
+}
+
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("maps and lists of strings always serialize")
+}
+
+/// Rebuilds the domain value, re-checking every rule: a row that breaks one
+/// was not written by this code and is reported, not served.
+fn from_row(row: endpoint::Model) -> Result<Endpoint, StoreError> {
+    let corrupt = |field: &str, detail: String| StoreError::Corrupt {
+        table: "endpoints",
+        detail: format!("{} {field}: {detail}", row.id),
+    };
+    let headers: BTreeMap<String, String> =
+        serde_json::from_str(&row.headers).map_err(|e| corrupt("headers", e.to_string()))?;
+    let event_types: Vec<String> =
+        serde_json::from_str(&row.event_types).map_err(|e| corrupt("event_types", e.to_string()))?;
+    Ok(Endpoint {
+        id: row.id.parse().map_err(|e| corrupt("id", format!("{e}")))?,
+        project_id: row
+            .project_id
+            .parse()
+            .map_err(|e| corrupt("project_id", format!("{e}")))?,
+        name: EndpointName::parse(&row.name).map_err(|e| corrupt("name", e.0))?,
+        url: EndpointUrl::parse(&row.url).map_err(|e| corrupt("url", e.0))?,
+        headers: CustomHeaders::parse(&headers).map_err(|e| corrupt("headers", e.0))?,
+        timeout: u32::try_from(row.timeout_seconds)
+            .ok()
+            .and_then(|t| TimeoutSeconds::new(t).ok())
+            .ok_or_else(|| corrupt("timeout_seconds", row.timeout_seconds.to_string()))?,
+        status: EndpointStatus::from_stored(&row.status)
+            .ok_or_else(|| corrupt("status", row.status.clone()))?,
+        paused_at: row.paused_at.map(Timestamp::from_unix_micros),
+        status_changed_at: Timestamp::from_unix_micros(row.status_changed_at),
+        created_at: Timestamp::from_unix_micros(row.created_at),
+        updated_at: Timestamp::from_unix_micros(row.updated_at),
+        owner_id: OwnerId::parse(row.owner_id.as_deref().unwrap_or_default())
+            .map_err(|e| corrupt("owner_id", e.0))?,
+        description: Description::parse(&row.description).map_err(|e| corrupt("description", e.0))?,
+        content_type: ContentType::parse(&row.content_type)
+            .map_err(|e| corrupt("content_type", e.0))?,
+        rate_limit: RateLimit::new(
+            u32::try_from(row.rate_limit_count).unwrap_or(u32::MAX),
+            u32::try_from(row.rate_limit_period_seconds).unwrap_or(u32::MAX),
+        )
+        .map_err(|e| corrupt("rate_limit", e.0))?,
+        event_types: EventTypeFilter::parse(&event_types).map_err(|e| corrupt("event_types", e.0))?,
+        revision: row.revision,
+    })
+}

@@ -1,0 +1,7 @@
+//! SeaORM entities: one per table, mirroring `migrations/`. Rows are turned
+//! into domain values in the store modules, never handed out as they are.
+
+pub(crate) mod api_key;
+pub(crate) mod endpoint;
+pub(crate) mod endpoint_secret;
+pub(crate) mod project;

@@ -1,0 +1,146 @@
+//! Projects and API keys.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+
+use super::entities::{api_key, project};
+use super::{Store, StoreError};
+use crate::domain::ids::{ApiKeyId, ProjectId};
+use crate::domain::project::{Project, ProjectName};
+use crate::domain::secret::ApiKey;
+use crate::domain::time::Timestamp;
+
+/// Everything needed to create a project with its first key.
+pub struct NewProject {
+    pub project: Project,
+    pub key_id: ApiKeyId,
+    pub key: ApiKey,
+}
+
+/// A project as `hookd project list` shows it.
+#[derive(Debug, Clone)]
+pub struct ProjectSummary {
+    pub project: Project,
+    pub key_prefixes: Vec<String>,
+}
+
+impl Store {
+    pub async fn create_project(&self, new: NewProject) -> Result<(), StoreError> {
+        let NewProject {
+            project,
+            key_id,
+            key,
+        } = new;
+        let at = project.created_at;
+        let txn = self.db.begin().await?;
+        project::Entity::insert(project::ActiveModel {
+            id: Set(project.id.to_string()),
+            name: Set(project.name.as_str().to_owned()),
+            created_at: Set(at.unix_micros()),
+            updated_at: Set(at.unix_micros()),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        insert_key(&txn, &project.id, key_id, &key, at).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_projects(&self) -> Result<Vec<ProjectSummary>, StoreError> {
+        let projects = project::Entity::find()
+            .order_by_asc(project::Column::Id)
+            .all(&self.db)
+            .await?;
+        let keys = api_key::Entity::find()
+            .order_by_asc(api_key::Column::Id)
+            .all(&self.db)
+            .await?;
+        projects
+            .into_iter()
+            .map(|row| {
+                let key_prefixes = keys
+                    .iter()
+                    .filter(|k| k.project_id == row.id)
+                    .map(|k| k.display_prefix.clone())
+                    .collect();
+                Ok(ProjectSummary {
+                    project: project_from_row(row)?,
+                    key_prefixes,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces every key of the project with `key`, atomically: the old keys
+    /// stop working at the commit.
+    pub async fn rotate_project_key(
+        &self,
+        project_id: &ProjectId,
+        key_id: ApiKeyId,
+        key: &ApiKey,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        let exists = project::Entity::find_by_id(project_id.to_string())
+            .count(&txn)
+            .await?;
+        if exists == 0 {
+            return Err(StoreError::NotFound);
+        }
+        api_key::Entity::delete_many()
+            .filter(api_key::Column::ProjectId.eq(project_id.as_str()))
+            .exec(&txn)
+            .await?;
+        insert_key(&txn, project_id, key_id, key, now).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The project a presented key belongs to, if any.
+    pub async fn project_for_key(&self, key: &ApiKey) -> Result<Option<ProjectId>, StoreError> {
+        let row = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(key.hash().as_str()))
+            .one(&self.db)
+            .await?;
+        row.map(|row| {
+            row.project_id.parse().map_err(|e| StoreError::Corrupt {
+                table: "api_keys",
+                detail: format!("project_id: {e}"),
+            })
+        })
+        .transpose()
+    }
+}
+
+async fn insert_key(
+    txn: &sea_orm::DatabaseTransaction,
+    project_id: &ProjectId,
+    key_id: ApiKeyId,
+    key: &ApiKey,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    api_key::Entity::insert(api_key::ActiveModel {
+        id: Set(key_id.to_string()),
+        project_id: Set(project_id.to_string()),
+        key_hash: Set(key.hash().as_str().to_owned()),
+        display_prefix: Set(key.display_prefix()),
+        created_at: Set(at.unix_micros()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+fn project_from_row(row: project::Model) -> Result<Project, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        table: "projects",
+        detail,
+    };
+    Ok(Project {
+        id: row.id.parse().map_err(|e| corrupt(format!("id: {e}")))?,
+        name: ProjectName::parse(&row.name).map_err(|e| corrupt(format!("name: {e}")))?,
+        created_at: Timestamp::from_unix_micros(row.created_at),
+    })
+}
