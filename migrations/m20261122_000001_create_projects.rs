@@ -34,7 +34,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Projects::Table)
-                    .col(ColumnDef::new(Projects::Id).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Projects::Id)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Projects::Name).string_len(256).not_null())
                     .col(ColumnDef::new(Projects::CreatedAt).big_integer().not_null())
                     .col(ColumnDef::new(Projects::UpdatedAt).big_integer().not_null())
@@ -45,10 +50,24 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(ApiKeys::Table)
-                    .col(ColumnDef::new(ApiKeys::Id).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(ApiKeys::Id)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(ApiKeys::ProjectId).string_len(64).not_null())
-                    .col(ColumnDef::new(ApiKeys::KeyHash).string_len(64).not_null().unique_key())
-                    .col(ColumnDef::new(ApiKeys::DisplayPrefix).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(ApiKeys::KeyHash)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiKeys::DisplayPrefix)
+                            .string_len(16)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(ApiKeys::CreatedAt).big_integer().not_null())
                     .foreign_key(
                         ForeignKey::create()
@@ -71,7 +90,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(ApiKeys::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Projects::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(ApiKeys::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Projects::Table).to_owned())
+            .await
     }
 }

@@ -55,22 +55,59 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Endpoints::Table)
-                    .col(ColumnDef::new(Endpoints::Id).string_len(64).not_null().primary_key())
-                    .col(ColumnDef::new(Endpoints::ProjectId).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(Endpoints::Id)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Endpoints::ProjectId)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Endpoints::Name).string_len(256).not_null())
                     .col(ColumnDef::new(Endpoints::Url).text().not_null())
                     .col(ColumnDef::new(Endpoints::Headers).text().not_null())
-                    .col(ColumnDef::new(Endpoints::TimeoutSeconds).integer().not_null())
+                    .col(
+                        ColumnDef::new(Endpoints::TimeoutSeconds)
+                            .integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Endpoints::Status).string_len(16).not_null())
                     .col(ColumnDef::new(Endpoints::PausedAt).big_integer().null())
-                    .col(ColumnDef::new(Endpoints::StatusChangedAt).big_integer().not_null())
-                    .col(ColumnDef::new(Endpoints::CreatedAt).big_integer().not_null())
-                    .col(ColumnDef::new(Endpoints::UpdatedAt).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Endpoints::StatusChangedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Endpoints::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Endpoints::UpdatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Endpoints::OwnerId).string_len(128).null())
                     .col(ColumnDef::new(Endpoints::Description).text().not_null())
-                    .col(ColumnDef::new(Endpoints::ContentType).string_len(64).not_null())
-                    .col(ColumnDef::new(Endpoints::RateLimitCount).integer().not_null())
-                    .col(ColumnDef::new(Endpoints::RateLimitPeriodSeconds).integer().not_null())
+                    .col(
+                        ColumnDef::new(Endpoints::ContentType)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Endpoints::RateLimitCount)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Endpoints::RateLimitPeriodSeconds)
+                            .integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Endpoints::EventTypes).text().not_null())
                     .col(ColumnDef::new(Endpoints::Revision).big_integer().not_null())
                     .foreign_key(
@@ -116,10 +153,22 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(EndpointSecrets::EndpointId).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(EndpointSecrets::EndpointId)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(EndpointSecrets::Secret).text().not_null())
-                    .col(ColumnDef::new(EndpointSecrets::CreatedAt).big_integer().not_null())
-                    .col(ColumnDef::new(EndpointSecrets::ExpiresAt).big_integer().null())
+                    .col(
+                        ColumnDef::new(EndpointSecrets::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(EndpointSecrets::ExpiresAt)
+                            .big_integer()
+                            .null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(EndpointSecrets::Table, EndpointSecrets::EndpointId)
@@ -144,6 +193,8 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(EndpointSecrets::Table).to_owned())
             .await?;
-        manager.drop_table(Table::drop().table(Endpoints::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Endpoints::Table).to_owned())
+            .await
     }
 }

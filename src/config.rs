@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::store::{DatabaseTarget, Durability};
 
 #[derive(Debug, Parser)]
-#[command(name = "hookd", version, about = "gRPC-native webhook delivery service")]
+#[command(
+    name = "hookd",
+    version,
+    about = "gRPC-native webhook delivery service"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
@@ -85,11 +89,21 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Directory holding the embedded SQLite database (created if missing).
-    #[arg(long, env = "HOOKD_DATA_DIR", global = true, default_value = "./hookd-data")]
+    #[arg(
+        long,
+        env = "HOOKD_DATA_DIR",
+        global = true,
+        default_value = "./hookd-data"
+    )]
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL, or `sqlite://PATH`; overrides
     /// --data-dir.
-    #[arg(long, env = "HOOKD_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HOOKD_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// PostgreSQL schema to keep hookd's tables in (created if missing).
     #[arg(long, env = "HOOKD_DATABASE_SCHEMA", global = true)]
@@ -148,7 +162,11 @@ impl DatabaseArgs {
             DurabilityArg::Full => Durability::Full,
             DurabilityArg::Relaxed => Durability::Relaxed,
         };
-        let url = self.database_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let url = self
+            .database_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
         let target = match url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 DatabaseTarget::Postgres {
@@ -185,7 +203,9 @@ impl DatabaseArgs {
             }
         };
         if matches!(target, DatabaseTarget::Sqlite { .. }) && self.database_schema.is_some() {
-            return Err(ConfigError::DatabaseSchema("only applies to PostgreSQL".into()));
+            return Err(ConfigError::DatabaseSchema(
+                "only applies to PostgreSQL".into(),
+            ));
         }
         Ok(target)
     }
@@ -197,7 +217,9 @@ impl DatabaseArgs {
         let valid = !schema.is_empty()
             && schema.len() <= 63
             && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid {
             return Err(ConfigError::DatabaseSchema(
                 "must be 1 to 63 lower-case letters, digits or `_`, not starting with a digit"

@@ -22,7 +22,10 @@ async fn main() -> ExitCode {
         Err(err) => {
             let text = err.to_string();
             let line = text.lines().next().unwrap_or("invalid command line");
-            eprintln!("hookd: {} (see hookd --help)", line.trim_start_matches("error: "));
+            eprintln!(
+                "hookd: {} (see hookd --help)",
+                line.trim_start_matches("error: ")
+            );
             return ExitCode::from(EXIT_USAGE);
         }
     };

@@ -8,8 +8,7 @@ use crate::config::{LogArgs, LogFormat};
 /// `default_level` applies when `--log-level` is not given.
 pub fn init(args: &LogArgs, default_level: &str) -> Result<(), String> {
     let level = args.log_level.as_deref().unwrap_or(default_level);
-    let filter =
-        EnvFilter::try_new(level).map_err(|e| format!("--log-level `{level}`: {e}"))?;
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("--log-level `{level}`: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,6 +1,6 @@
 //! What each subcommand does, once the command line has been parsed.
 
-mod project;
+pub mod project;
 
 use crate::app::{App, AppConfig, AppError};
 use crate::config::{Command, ConfigError, DatabaseArgs, ServeArgs};

@@ -15,22 +15,9 @@ pub(super) async fn run(command: ProjectCommand, store: &Store) -> Result<(), Cl
     let mut out = std::io::stdout().lock();
     match command {
         ProjectCommand::Create { name, json } => {
-            let name = ProjectName::parse(&name)
-                .map_err(|e| CliError::Usage(format!("--name: {e}")))?;
-            let project = Project {
-                id: ProjectId::from_uuid(system::new_uuid()),
-                name,
-                created_at: SystemClock.now(),
-            };
-            let key = ApiKey::generate(system::random_bytes());
-            let id = project.id.clone();
-            store
-                .create_project(NewProject {
-                    project,
-                    key_id: ApiKeyId::from_uuid(system::new_uuid()),
-                    key: key.clone(),
-                })
-                .await?;
+            let name =
+                ProjectName::parse(&name).map_err(|e| CliError::Usage(format!("--name: {e}")))?;
+            let (id, key) = create(store, name).await?;
             print_key(&mut out, &id, &key, json)?;
         }
         ProjectCommand::List { json } => {
@@ -49,14 +36,22 @@ pub(super) async fn run(command: ProjectCommand, store: &Store) -> Result<(), Cl
                     .collect();
                 writeln!(out, "{}", serde_json::Value::Array(rows))?;
             } else {
-                writeln!(out, "{:<42} {:<28} {:<24} NAME", "PROJECT", "CREATED", "KEYS")?;
+                writeln!(
+                    out,
+                    "{:<42} {:<28} {:<24} NAME",
+                    "PROJECT", "CREATED", "KEYS"
+                )?;
                 for p in &projects {
                     writeln!(
                         out,
                         "{:<42} {:<28} {:<24} {}",
                         p.project.id,
                         p.project.created_at,
-                        p.key_prefixes.iter().map(|k| format!("{k}…")).collect::<Vec<_>>().join(","),
+                        p.key_prefixes
+                            .iter()
+                            .map(|k| format!("{k}…"))
+                            .collect::<Vec<_>>()
+                            .join(","),
                         p.project.name.as_str()
                     )?;
                 }
@@ -66,16 +61,12 @@ pub(super) async fn run(command: ProjectCommand, store: &Store) -> Result<(), Cl
             let id: ProjectId = project
                 .parse()
                 .map_err(|e| CliError::Usage(format!("--project: {e}")))?;
-            let key = ApiKey::generate(system::random_bytes());
-            match store
-                .rotate_project_key(&id, ApiKeyId::from_uuid(system::new_uuid()), &key, SystemClock.now())
-                .await
-            {
+            let key = match rotate_key(store, &id).await {
                 Err(StoreError::NotFound) => {
                     return Err(CliError::Usage(format!("--project: no project {id}")));
                 }
                 other => other?,
-            }
+            };
             print_key(&mut out, &id, &key, json)?;
         }
     }
@@ -83,7 +74,46 @@ pub(super) async fn run(command: ProjectCommand, store: &Store) -> Result<(), Cl
     Ok(())
 }
 
-fn print_key(out: &mut impl Write, project: &ProjectId, key: &ApiKey, json: bool) -> Result<(), CliError> {
+/// Creates a project with a fresh API key; the key is returned once and
+/// stored only as a hash.
+pub async fn create(store: &Store, name: ProjectName) -> Result<(ProjectId, ApiKey), StoreError> {
+    let project = Project {
+        id: ProjectId::from_uuid(system::new_uuid()),
+        name,
+        created_at: SystemClock.now(),
+    };
+    let id = project.id.clone();
+    let key = ApiKey::generate(system::random_bytes());
+    store
+        .create_project(NewProject {
+            project,
+            key_id: ApiKeyId::from_uuid(system::new_uuid()),
+            key: key.clone(),
+        })
+        .await?;
+    Ok((id, key))
+}
+
+/// Replaces the project's keys with a fresh one.
+pub async fn rotate_key(store: &Store, project: &ProjectId) -> Result<ApiKey, StoreError> {
+    let key = ApiKey::generate(system::random_bytes());
+    store
+        .rotate_project_key(
+            project,
+            ApiKeyId::from_uuid(system::new_uuid()),
+            &key,
+            SystemClock.now(),
+        )
+        .await?;
+    Ok(key)
+}
+
+fn print_key(
+    out: &mut impl Write,
+    project: &ProjectId,
+    key: &ApiKey,
+    json: bool,
+) -> Result<(), CliError> {
     if json {
         let object = serde_json::json!({
             "project_id": project.as_str(),
@@ -93,7 +123,10 @@ fn print_key(out: &mut impl Write, project: &ProjectId, key: &ApiKey, json: bool
     } else {
         writeln!(out, "project: {project}")?;
         writeln!(out, "api key: {}", key.expose())?;
-        writeln!(out, "Keep the key now: it is stored only as a hash and cannot be shown again.")?;
+        writeln!(
+            out,
+            "Keep the key now: it is stored only as a hash and cannot be shown again."
+        )?;
     }
     Ok(())
 }

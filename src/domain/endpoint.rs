@@ -232,17 +232,31 @@ mod tests {
         let mut ep = endpoint(EndpointStatus::Active);
         let t = Timestamp::from_unix_micros(50);
         ep.apply(status_patch(EndpointStatus::Paused), t).unwrap();
-        assert_eq!((ep.status, ep.paused_at, ep.status_changed_at), (EndpointStatus::Paused, Some(t), t));
+        assert_eq!(
+            (ep.status, ep.paused_at, ep.status_changed_at),
+            (EndpointStatus::Paused, Some(t), t)
+        );
         let t2 = Timestamp::from_unix_micros(90);
         ep.apply(status_patch(EndpointStatus::Active), t2).unwrap();
-        assert_eq!((ep.status, ep.paused_at, ep.status_changed_at), (EndpointStatus::Active, None, t2));
+        assert_eq!(
+            (ep.status, ep.paused_at, ep.status_changed_at),
+            (EndpointStatus::Active, None, t2)
+        );
     }
 
     #[test]
     fn setting_the_current_status_changes_nothing() {
         let mut ep = endpoint(EndpointStatus::Active);
-        ep.apply(status_patch(EndpointStatus::Paused), Timestamp::from_unix_micros(5)).unwrap();
-        ep.apply(status_patch(EndpointStatus::Paused), Timestamp::from_unix_micros(9)).unwrap();
+        ep.apply(
+            status_patch(EndpointStatus::Paused),
+            Timestamp::from_unix_micros(5),
+        )
+        .unwrap();
+        ep.apply(
+            status_patch(EndpointStatus::Paused),
+            Timestamp::from_unix_micros(9),
+        )
+        .unwrap();
         assert_eq!(ep.paused_at, Some(Timestamp::from_unix_micros(5)));
     }
 
@@ -263,10 +277,17 @@ mod tests {
     fn an_inactive_endpoint_can_be_paused_but_not_simply_activated() {
         let mut ep = endpoint(EndpointStatus::Inactive);
         assert!(matches!(
-            ep.apply(status_patch(EndpointStatus::Active), Timestamp::from_unix_micros(2)),
+            ep.apply(
+                status_patch(EndpointStatus::Active),
+                Timestamp::from_unix_micros(2)
+            ),
             Err(TransitionError::NeedsReactivation(_))
         ));
-        ep.apply(status_patch(EndpointStatus::Paused), Timestamp::from_unix_micros(3)).unwrap();
+        ep.apply(
+            status_patch(EndpointStatus::Paused),
+            Timestamp::from_unix_micros(3),
+        )
+        .unwrap();
         assert_eq!(ep.status, EndpointStatus::Paused);
     }
 

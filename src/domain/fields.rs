@@ -61,8 +61,14 @@ impl EndpointUrl {
                 url.scheme()
             )));
         }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(Invalid::new("must name a host"));
+        // The parser is lenient (`http:///x` becomes `http://x/`); what the
+        // caller typed must already have the `scheme://host` shape.
+        let authority = &raw[url.scheme().len()..];
+        if url.host_str().is_none_or(str::is_empty)
+            || !authority.starts_with("://")
+            || authority[3..].starts_with('/')
+        {
+            return Err(Invalid::new("must name a host, as in https://host/path"));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Invalid::new(
@@ -415,6 +421,8 @@ mod tests {
             "example.com/hook",
             "ftp://example.com/",
             "https://",
+            "http:///path",
+            "http:example.com",
             "https://user:pw@example.com/",
             "https://example.com/#frag",
             "javascript:alert(1)",
@@ -425,7 +433,15 @@ mod tests {
 
     #[test]
     fn reserved_and_hop_by_hop_headers_are_refused_in_any_case() {
-        for name in ["Host", "content-length", "Transfer-Encoding", "CONNECTION", "X-Convoy-Signature", "X-Hookd-Delivery-Id", "webhook-signature"] {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "CONNECTION",
+            "X-Convoy-Signature",
+            "X-Hookd-Delivery-Id",
+            "webhook-signature",
+        ] {
             let err = headers(&[(name, "v")]).unwrap_err();
             assert!(err.0.contains("reserved"), "{name}: {err}");
         }

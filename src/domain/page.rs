@@ -54,7 +54,12 @@ impl PageToken {
     }
 
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}|{}|{}", Self::VERSION, self.fingerprint, self.after))
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}|{}",
+            Self::VERSION,
+            self.fingerprint,
+            self.after
+        ))
     }
 
     /// An empty token means "the first page".

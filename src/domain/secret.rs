@@ -33,9 +33,7 @@ impl Secret {
             )));
         }
         if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Invalid::new(
-                "must be printable ASCII without spaces",
-            ));
+            return Err(Invalid::new("must be printable ASCII without spaces"));
         }
         if let Some(encoded) = raw.strip_prefix(Self::PREFIX) {
             match STANDARD.decode(encoded) {
@@ -73,7 +71,11 @@ impl ApiKey {
     const PREFIX: &'static str = "hk_";
 
     pub fn generate(random: [u8; 32]) -> Self {
-        Self(format!("{}{}", Self::PREFIX, URL_SAFE_NO_PAD.encode(random)))
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            URL_SAFE_NO_PAD.encode(random)
+        ))
     }
 
     /// Anything the client sent; a malformed key simply never matches a hash.

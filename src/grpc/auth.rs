@@ -34,11 +34,13 @@ fn bearer_token(metadata: &MetadataMap) -> Result<&str, ApiError> {
     let value = value
         .to_str()
         .map_err(|_| ApiError::Unauthenticated("authorization metadata is not text"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(ApiError::Unauthenticated("authorization must be `Bearer <api key>`"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthenticated(
+        "authorization must be `Bearer <api key>`",
+    ))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::Unauthenticated("authorization must be `Bearer <api key>`"));
+        return Err(ApiError::Unauthenticated(
+            "authorization must be `Bearer <api key>`",
+        ));
     }
     Ok(token.trim())
 }

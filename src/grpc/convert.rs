@@ -132,7 +132,9 @@ impl Fields<'_> {
 }
 
 /// A validated create request: the spec, and the secret if one was given.
-pub(super) fn endpoint_spec(raw: &pb::Endpoint) -> Result<(EndpointSpec, Option<Secret>), ApiError> {
+pub(super) fn endpoint_spec(
+    raw: &pb::Endpoint,
+) -> Result<(EndpointSpec, Option<Secret>), ApiError> {
     let f = Fields(raw);
     let spec = EndpointSpec {
         name: f.name()?,
@@ -162,7 +164,13 @@ const UPDATABLE: &[&str] = &[
     "rate_limit",
     "event_types",
 ];
-const OUTPUT_ONLY: &[&str] = &["id", "paused_at", "created_at", "updated_at", "status_changed_at"];
+const OUTPUT_ONLY: &[&str] = &[
+    "id",
+    "paused_at",
+    "created_at",
+    "updated_at",
+    "status_changed_at",
+];
 
 /// What an update asks for. `regenerate_secret` is set when `secret` is
 /// masked but left empty.
@@ -240,5 +248,8 @@ fn set_fields(raw: &pb::Endpoint) -> Vec<&'static str> {
         ("rate_limit", raw.rate_limit.is_some()),
         ("event_types", !raw.event_types.is_empty()),
     ];
-    set.into_iter().filter(|(_, on)| *on).map(|(path, _)| path).collect()
+    set.into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(path, _)| path)
+        .collect()
 }

@@ -53,9 +53,9 @@ impl ApiError {
             StoreError::Conflict => {
                 Self::Aborted("the resource was changed concurrently; try again")
             }
-            StoreError::Database(sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)) => {
-                Self::Unavailable(err)
-            }
+            StoreError::Database(
+                sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_),
+            ) => Self::Unavailable(err),
             other => Self::Internal(Box::new(other)),
         }
     }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 use super::StoreError;
@@ -14,7 +16,10 @@ use crate::migration::Migrator;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
     /// A SQLite file, created if missing.
-    Sqlite { path: PathBuf, durability: Durability },
+    Sqlite {
+        path: PathBuf,
+        durability: Durability,
+    },
     /// A PostgreSQL URL, optionally confined to one schema (created if
     /// missing), with a pool of `max_connections`.
     Postgres {
@@ -46,14 +51,12 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Relaxed => SqliteSynchronous::Normal,
             };
-            options
-                .max_connections(8)
-                .map_sqlx_sqlite_opts(move |o| {
-                    o.journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(synchronous)
-                        .busy_timeout(Duration::from_secs(5))
-                        .foreign_keys(true)
-                });
+            options.max_connections(8).map_sqlx_sqlite_opts(move |o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(synchronous)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
             options
         }
         DatabaseTarget::Postgres {
@@ -103,7 +106,9 @@ pub(super) async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
         // and then find nothing left to do.
         let guard = db.begin().await?;
         guard
-            .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+            .execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+            ))
             .await?;
         let result = Migrator::up(db, None).await;
         guard.commit().await?;

@@ -194,7 +194,12 @@ fn to_row(ep: &Endpoint) -> endpoint::ActiveModel {
     let (rate_count, rate_period) = ep
         .rate_limit
         .map_or((0, 0), |r| (r.count(), r.period_seconds()));
-    let event_types: Vec<&str> = ep.event_types.as_slice().iter().map(|t| t.as_str()).collect();
+    let event_types: Vec<&str> = ep
+        .event_types
+        .as_slice()
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
     endpoint::ActiveModel {
         id: Set(ep.id.to_string()),
         project_id: Set(ep.project_id.to_string()),
@@ -230,8 +235,8 @@ fn from_row(row: endpoint::Model) -> Result<Endpoint, StoreError> {
     };
     let headers: BTreeMap<String, String> =
         serde_json::from_str(&row.headers).map_err(|e| corrupt("headers", e.to_string()))?;
-    let event_types: Vec<String> =
-        serde_json::from_str(&row.event_types).map_err(|e| corrupt("event_types", e.to_string()))?;
+    let event_types: Vec<String> = serde_json::from_str(&row.event_types)
+        .map_err(|e| corrupt("event_types", e.to_string()))?;
     Ok(Endpoint {
         id: row.id.parse().map_err(|e| corrupt("id", format!("{e}")))?,
         project_id: row
@@ -253,7 +258,8 @@ fn from_row(row: endpoint::Model) -> Result<Endpoint, StoreError> {
         updated_at: Timestamp::from_unix_micros(row.updated_at),
         owner_id: OwnerId::parse(row.owner_id.as_deref().unwrap_or_default())
             .map_err(|e| corrupt("owner_id", e.0))?,
-        description: Description::parse(&row.description).map_err(|e| corrupt("description", e.0))?,
+        description: Description::parse(&row.description)
+            .map_err(|e| corrupt("description", e.0))?,
         content_type: ContentType::parse(&row.content_type)
             .map_err(|e| corrupt("content_type", e.0))?,
         rate_limit: RateLimit::new(
@@ -261,7 +267,8 @@ fn from_row(row: endpoint::Model) -> Result<Endpoint, StoreError> {
             u32::try_from(row.rate_limit_period_seconds).unwrap_or(u32::MAX),
         )
         .map_err(|e| corrupt("rate_limit", e.0))?,
-        event_types: EventTypeFilter::parse(&event_types).map_err(|e| corrupt("event_types", e.0))?,
+        event_types: EventTypeFilter::parse(&event_types)
+            .map_err(|e| corrupt("event_types", e.0))?,
         revision: row.revision,
     })
 }

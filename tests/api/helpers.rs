@@ -1,0 +1,277 @@
+//! `spawn_app()` and friends: one isolated server and database per test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hookd::app::{App, AppConfig, AppError};
+use hookd::domain::ids::ProjectId;
+use hookd::domain::project::ProjectName;
+use hookd::grpc::pb;
+use hookd::grpc::pb::endpoint_service_client::EndpointServiceClient;
+use hookd::store::{DatabaseTarget, Durability, Store};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+pub(crate) const POSTGRES_URL_VAR: &str = "HOOKD_TEST_DATABASE_URL";
+
+/// Runs the body once per database backend, as separate tests:
+/// `db_test!(name, |app| async move { ... })` makes `name::sqlite` and
+/// `name::postgres`. The PostgreSQL one passes vacuously only when
+/// `HOOKD_TEST_DATABASE_URL` is unset; CI always sets it.
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident, |$app:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await;
+                $body.await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(backend) = $crate::helpers::Backend::postgres() else {
+                    eprintln!(
+                        "{} unset: PostgreSQL run skipped",
+                        $crate::helpers::POSTGRES_URL_VAR
+                    );
+                    return;
+                };
+                let $app = $crate::helpers::spawn_app(backend).await;
+                $body.await;
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres { url: String },
+}
+
+impl Backend {
+    pub(crate) fn postgres() -> Option<Self> {
+        std::env::var(POSTGRES_URL_VAR)
+            .ok()
+            .filter(|url| !url.is_empty())
+            .map(|url| Self::Postgres { url })
+    }
+}
+
+/// A database of the test's own: a temp SQLite file, or a fresh PostgreSQL
+/// schema that is dropped afterwards.
+pub(crate) struct TestDb {
+    pub(crate) target: DatabaseTarget,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub(crate) fn new(backend: &Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                Self {
+                    target: DatabaseTarget::Sqlite {
+                        path: dir.path().join("hookd.db"),
+                        durability: Durability::Full,
+                    },
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres { url } => Self {
+                target: DatabaseTarget::Postgres {
+                    url: url.clone(),
+                    schema: Some(format!("t_{}", uuid::Uuid::new_v4().simple())),
+                    max_connections: 8,
+                },
+                _dir: None,
+            },
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let DatabaseTarget::Postgres {
+            url,
+            schema: Some(schema),
+            ..
+        } = &self.target
+        else {
+            return;
+        };
+        let (url, schema) = (url.clone(), schema.clone());
+        // Drop runs inside the test's runtime; a fresh one on a plain thread
+        // can block on the cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                use sea_orm::ConnectionTrait;
+                if let Ok(db) = sea_orm::Database::connect(url).await {
+                    let _ = db
+                        .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .await;
+                    let _ = db.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Adds the `authorization` metadata to every call.
+type Authorize = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
+pub(crate) type EndpointClient = EndpointServiceClient<InterceptedService<Channel, Authorize>>;
+
+pub(crate) struct TestApp {
+    pub(crate) addr: SocketAddr,
+    pub(crate) project_id: ProjectId,
+    pub(crate) api_key: String,
+    pub(crate) store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), AppError>>>,
+    // Last: the database outlives the server and store handles above.
+    _db: TestDb,
+}
+
+pub(crate) const TEST_GRACE: Duration = Duration::from_secs(2);
+
+pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
+    let db = TestDb::new(&backend);
+    let app = App::build(AppConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: db.target.clone(),
+        shutdown_grace: TEST_GRACE,
+    })
+    .await
+    .expect("app builds");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+    let store = Store::connect(&db.target).await.expect("store connects");
+    let (project_id, key) =
+        hookd::cli::project::create(&store, ProjectName::parse("test").unwrap())
+            .await
+            .expect("project created");
+    TestApp {
+        addr,
+        project_id,
+        api_key: key.expose().to_owned(),
+        store,
+        shutdown: Some(tx),
+        server: Some(server),
+        _db: db,
+    }
+}
+
+impl TestApp {
+    pub(crate) fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) async fn channel(&self) -> Channel {
+        Channel::from_shared(self.uri())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects to the server")
+    }
+
+    /// An EndpointService client sending `authorization` as given (or none).
+    pub(crate) async fn endpoints_with(&self, authorization: Option<String>) -> EndpointClient {
+        let interceptor: Authorize = Box::new(move |mut req: Request<()>| {
+            if let Some(value) = &authorization {
+                req.metadata_mut()
+                    .insert("authorization", value.parse().expect("ascii metadata"));
+            }
+            Ok(req)
+        });
+        EndpointServiceClient::with_interceptor(self.channel().await, interceptor)
+    }
+
+    /// An EndpointService client acting for this app's project.
+    pub(crate) async fn endpoints(&self) -> EndpointClient {
+        self.endpoints_with(Some(format!("Bearer {}", self.api_key)))
+            .await
+    }
+
+    /// A second project with its own key, for isolation tests.
+    pub(crate) async fn other_project(&self) -> (ProjectId, String) {
+        let (id, key) =
+            hookd::cli::project::create(&self.store, ProjectName::parse("other").unwrap())
+                .await
+                .expect("project created");
+        (id, key.expose().to_owned())
+    }
+
+    /// Creates an endpoint with just a name and URL.
+    pub(crate) async fn create_endpoint(&self, name: &str) -> pb::Endpoint {
+        self.endpoints()
+            .await
+            .create_endpoint(pb::CreateEndpointRequest {
+                endpoint: Some(endpoint(name)),
+            })
+            .await
+            .expect("endpoint created")
+            .into_inner()
+    }
+
+    /// Stops the server as a signal would; returns what `run` returned.
+    pub(crate) async fn shutdown(&mut self) -> Result<(), AppError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.expect("server task did not panic"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A minimal valid endpoint message.
+pub(crate) fn endpoint(name: &str) -> pb::Endpoint {
+    pb::Endpoint {
+        name: name.to_owned(),
+        url: "https://example.com/webhooks".to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Asserts INVALID_ARGUMENT with a BadRequest violation naming `field`.
+#[track_caller]
+pub(crate) fn assert_invalid_field(status: &Status, field: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let violations = &details
+        .bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"))
+        .field_violations;
+    assert!(
+        violations.iter().any(|v| v.field == field),
+        "expected a violation of `{field}`, got {violations:?}"
+    );
+}

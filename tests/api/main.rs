@@ -1,0 +1,11 @@
+//! API tests: the real gRPC server on port 0, real databases (SQLite always,
+//! PostgreSQL too when `HOOKD_TEST_DATABASE_URL` is set), generated clients.
+
+mod helpers;
+
+mod cli;
+mod endpoints;
+mod pagination;
+mod server;
+mod tenancy;
+mod validation;
