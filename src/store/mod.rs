@@ -5,6 +5,8 @@ mod connect;
 mod endpoints;
 mod entities;
 mod projects;
+#[cfg(test)]
+mod tests;
 
 use sea_orm::DatabaseConnection;
 

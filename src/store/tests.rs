@@ -1,0 +1,123 @@
+//! Storage facts that the API cannot show: SQLite's journal and sync modes,
+//! keys kept only as hashes, concurrent migration on PostgreSQL. Each runs
+//! on SQLite, and on PostgreSQL too when `HOOKD_TEST_DATABASE_URL` is set.
+
+use sea_orm::{ConnectionTrait, Statement};
+
+use super::{DatabaseTarget, Durability, Store};
+use crate::domain::project::ProjectName;
+
+fn postgres_target() -> Option<DatabaseTarget> {
+    let url = std::env::var("HOOKD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    Some(DatabaseTarget::Postgres {
+        url,
+        schema: Some(format!("t_{}", uuid::Uuid::new_v4().simple())),
+        max_connections: 4,
+    })
+}
+
+async fn drop_schema(store: &Store, target: &DatabaseTarget) {
+    if let DatabaseTarget::Postgres {
+        schema: Some(schema),
+        ..
+    } = target
+    {
+        store
+            .db
+            .execute_unprepared(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .await
+            .unwrap();
+    }
+}
+
+async fn text_column(store: &Store, sql: &str) -> Vec<String> {
+    let backend = store.db.get_database_backend();
+    store
+        .db
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn sqlite_uses_wal_and_fsyncs_every_commit_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    for (durability, synchronous) in [(Durability::Full, 2), (Durability::Relaxed, 1)] {
+        let target = DatabaseTarget::Sqlite {
+            path: dir.path().join(format!("{durability:?}.db")),
+            durability,
+        };
+        let store = Store::connect(&target).await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(text_column(&store, "PRAGMA journal_mode").await, ["wal"]);
+        let backend = store.db.get_database_backend();
+        let row = store
+            .db
+            .query_one_raw(Statement::from_string(backend, "PRAGMA synchronous"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.try_get_by_index::<i32>(0).unwrap(),
+            synchronous,
+            "{durability:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_keys_are_stored_only_as_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = DatabaseTarget::Sqlite {
+        path: dir.path().join("hookd.db"),
+        durability: Durability::Full,
+    };
+    for target in std::iter::once(sqlite).chain(postgres_target()) {
+        let store = Store::connect(&target).await.unwrap();
+        store.migrate().await.unwrap();
+        let (_, key) = crate::cli::project::create(&store, ProjectName::parse("p").unwrap())
+            .await
+            .unwrap();
+        let hashes = text_column(&store, "SELECT key_hash FROM api_keys").await;
+        assert_eq!(hashes, [key.hash().as_str()]);
+        for column in ["id", "project_id", "key_hash", "display_prefix"] {
+            for value in text_column(&store, &format!("SELECT {column} FROM api_keys")).await {
+                assert!(!value.contains(key.expose()), "{column} holds the key");
+            }
+        }
+        drop_schema(&store, &target).await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_migrations_on_postgres_take_turns() {
+    let Some(target) = postgres_target() else {
+        eprintln!("HOOKD_TEST_DATABASE_URL unset: PostgreSQL run skipped");
+        return;
+    };
+    use sea_orm_migration::MigratorTrait;
+
+    // Four "processes" starting at once on an empty schema.
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(Store::connect(&target).await.unwrap());
+    }
+    let mut migrating = tokio::task::JoinSet::new();
+    for store in stores.iter().cloned() {
+        migrating.spawn(async move { store.migrate().await });
+    }
+    while let Some(result) = migrating.join_next().await {
+        result.unwrap().expect("every concurrent migrator succeeds");
+    }
+    let applied = text_column(&stores[0], "SELECT version FROM seaql_migrations").await;
+    assert_eq!(
+        applied.len(),
+        crate::migration::Migrator::migrations().len()
+    );
+    drop_schema(&stores[0], &target).await;
+}
