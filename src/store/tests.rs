@@ -108,7 +108,7 @@ async fn concurrent_migrations_on_postgres_take_turns() {
         stores.push(Store::connect(&target).await.unwrap());
     }
     let mut migrating = tokio::task::JoinSet::new();
-    for store in stores.iter().cloned() {
+    for store in stores.clone() {
         migrating.spawn(async move { store.migrate().await });
     }
     while let Some(result) = migrating.join_next().await {
