@@ -7,7 +7,9 @@ pub mod fields;
 pub mod ids;
 pub mod page;
 pub mod project;
+pub mod retry;
 pub mod secret;
+pub mod signature;
 pub mod time;
 
 /// Why a value from the outside world was refused. The caller knows which
