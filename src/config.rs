@@ -237,7 +237,10 @@ fn create_dir(path: &std::path::Path) -> Result<(), ConfigError> {
     })
 }
 
-/// `500ms`, `10s`, `2m` or a bare number of seconds.
+/// No duration setting makes sense beyond this.
+const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
+/// `500ms`, `10s`, `2m` or a bare number of seconds, at most a day.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
@@ -245,12 +248,16 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("`{raw}` is not a duration like 500ms, 10s or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("`{raw}` is not a duration like 500ms, 10s or 2m")),
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("`{raw}` is not a duration like 500ms, 10s or 2m")),
+    };
+    if duration > MAX_DURATION {
+        return Err(format!("`{raw}` is longer than a day"));
     }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -265,6 +272,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("307445734561825861m").is_err());
+        assert!(parse_duration("99999999999999999999").is_err());
     }
 
     #[test]

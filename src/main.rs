@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use hookd::cli;
 use hookd::config::Cli;
 
@@ -18,6 +19,10 @@ async fn main() -> ExitCode {
             // --help and --version
             let _ = err.print();
             return ExitCode::SUCCESS;
+        }
+        Err(err) if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("hookd: a command is required: serve, migrate or project (see hookd --help)");
+            return ExitCode::from(EXIT_USAGE);
         }
         Err(err) => {
             let text = err.to_string();

@@ -243,6 +243,14 @@ impl Description {
                 Self::MAX_CHARS
             )));
         }
+        if raw
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(Invalid::new(
+                "must not contain control characters other than line breaks and tabs",
+            ));
+        }
         Ok(Self(raw.to_owned()))
     }
 

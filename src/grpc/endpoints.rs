@@ -98,15 +98,16 @@ impl EndpointService for EndpointApi {
         let filter_key = format!("owner={:?};status={:?}", filter.owner_id, filter.status);
         let token = PageToken::decode(&req.page_token, &filter_key)
             .map_err(ApiError::field("page_token"))?;
+        let after = token
+            .map(|t| t.after.parse::<EndpointId>())
+            .transpose()
+            .map_err(|_| {
+                ApiError::invalid("page_token", "is not a token returned by this list call")
+            })?;
         // One extra row tells whether another page follows.
         let mut page = self
             .store
-            .list_endpoints(
-                &project,
-                &filter,
-                token.as_ref().map(|t| t.after.as_str()),
-                size.get() + 1,
-            )
+            .list_endpoints(&project, &filter, after.as_ref(), size.get() + 1)
             .await
             .map_err(ApiError::from_store("endpoint"))?;
         let next_page_token = if page.len() > size.get() as usize {

@@ -40,6 +40,9 @@ pub enum Durability {
     Relaxed,
 }
 
+/// How long to wait for the database before giving up on a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Arbitrary, stable key for `pg_advisory_xact_lock` around migrations.
 const MIGRATION_LOCK_KEY: i64 = 0x686f_6f6b_645f_6d67; // "hookd_mg"
 
@@ -64,9 +67,7 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
             schema,
             max_connections,
         } => {
-            if let Some(schema) = schema {
-                create_schema(url, schema).await?;
-            }
+            probe_postgres(url, schema.as_deref()).await?;
             let mut options = ConnectOptions::new(url.clone());
             options.max_connections(*max_connections);
             if let Some(schema) = schema {
@@ -77,25 +78,39 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
     };
     let mut options = options;
     options
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
         .sqlx_logging_level(log::LevelFilter::Debug);
     Ok(Database::connect(options).await?)
 }
 
-/// Creates the schema through a short-lived connection, before the pool's
-/// connections set it as their search path.
-async fn create_schema(url: &str, schema: &str) -> Result<(), StoreError> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(1)
-        .connect_timeout(Duration::from_secs(10))
-        .sqlx_logging_level(log::LevelFilter::Debug);
-    let db = Database::connect(options).await?;
-    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
-        .await?;
-    db.close().await?;
+/// Connects once outside any pool, so an unreachable server or a bad
+/// login is reported with its real cause (a pool only says it timed out),
+/// and creates the schema before the pool's connections search it.
+async fn probe_postgres(url: &str, schema: Option<&str>) -> Result<(), StoreError> {
+    use sea_orm::sqlx::{Connection, Executor, postgres::PgConnection};
+    let unavailable = |e: sea_orm::sqlx::Error| {
+        StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+            e.into(),
+        )))
+    };
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url))
+        .await
+        .map_err(|_| unavailable(sea_orm::sqlx::Error::PoolTimedOut))?
+        .map_err(unavailable)?;
+    if let Some(schema) = schema {
+        let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+        conn.execute(sea_orm::sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {quoted}"
+        )))
+        .await
+        .map_err(|e| {
+            StoreError::from(sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(
+                e.into(),
+            )))
+        })?;
+    }
+    let _ = conn.close().await;
     Ok(())
 }
 

@@ -61,7 +61,7 @@ impl Store {
         &self,
         project: &ProjectId,
         filter: &EndpointFilter,
-        after: Option<&str>,
+        after: Option<&EndpointId>,
         limit: u32,
     ) -> Result<Vec<Endpoint>, StoreError> {
         let mut condition = Condition::all().add(endpoint::Column::ProjectId.eq(project.as_str()));
@@ -72,7 +72,7 @@ impl Store {
             condition = condition.add(endpoint::Column::Status.eq(status.as_str()));
         }
         if let Some(after) = after {
-            condition = condition.add(endpoint::Column::Id.gt(after));
+            condition = condition.add(endpoint::Column::Id.gt(after.as_str()));
         }
         endpoint::Entity::find()
             .filter(condition)

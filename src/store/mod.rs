@@ -26,8 +26,43 @@ pub enum StoreError {
     /// values: a bug or a hand-edited database.
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
-    #[error("database error")]
-    Database(#[from] sea_orm::DbErr),
+    /// Worth retrying later: the database is unreachable, the pool is
+    /// exhausted, or a lock could not be had in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sea_orm::DbErr),
+    #[error("database error: {0}")]
+    Database(#[source] sea_orm::DbErr),
+}
+
+impl From<sea_orm::DbErr> for StoreError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        if is_transient(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Database(err)
+        }
+    }
+}
+
+/// Errors that say "not now" rather than "never".
+fn is_transient(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                // SQLite BUSY, LOCKED, BUSY_RECOVERY, BUSY_SNAPSHOT; PostgreSQL
+                // serialization failure, deadlock, lock not available.
+                sqlx::Error::Database(db) => matches!(
+                    db.code().as_deref(),
+                    Some("5" | "6" | "261" | "517" | "40001" | "40P01" | "55P03")
+                ),
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 /// Handle to the database; cheap to clone (the pool is shared).

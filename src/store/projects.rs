@@ -83,16 +83,18 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
+        // Write first: a SQLite transaction that reads before writing cannot
+        // take the write lock if another writer committed in between.
+        api_key::Entity::delete_many()
+            .filter(api_key::Column::ProjectId.eq(project_id.as_str()))
+            .exec(&txn)
+            .await?;
         let exists = project::Entity::find_by_id(project_id.to_string())
             .count(&txn)
             .await?;
         if exists == 0 {
             return Err(StoreError::NotFound);
         }
-        api_key::Entity::delete_many()
-            .filter(api_key::Column::ProjectId.eq(project_id.as_str()))
-            .exec(&txn)
-            .await?;
         insert_key(&txn, project_id, key_id, key, now).await?;
         txn.commit().await?;
         Ok(())

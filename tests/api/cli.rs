@@ -178,6 +178,15 @@ fn invalid_configuration_exits_nonzero_with_one_clear_line() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![], "a command is required"),
+        (
+            vec![
+                "serve".into(),
+                "--shutdown-grace".into(),
+                "307445734561825861m".into(),
+            ],
+            "--shutdown-grace",
+        ),
         (
             vec!["serve".into(), "--listen".into(), "nope".into()],
             "--listen",
@@ -215,7 +224,7 @@ fn invalid_configuration_exits_nonzero_with_one_clear_line() {
                 "postgres://postgres@127.0.0.1:1/none".into(),
                 "migrate".into(),
             ],
-            "database",
+            "Connection refused",
         ),
         (
             vec![

@@ -98,6 +98,32 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Opens a transaction that blocks every write to `endpoints` until it
+    /// ends, so a test can keep a call in flight as long as it likes.
+    pub(crate) async fn hold_endpoint_writes(&self) -> sea_orm::DatabaseTransaction {
+        use sea_orm::{ConnectOptions, ConnectionTrait, Database, TransactionTrait};
+        let (options, lock) = match &self.target {
+            DatabaseTarget::Sqlite { path, .. } => (
+                ConnectOptions::new(format!("sqlite://{}", path.display())),
+                // Any write takes SQLite's single write lock.
+                "UPDATE projects SET updated_at = updated_at",
+            ),
+            DatabaseTarget::Postgres { url, schema, .. } => {
+                let mut options = ConnectOptions::new(url.clone());
+                if let Some(schema) = schema {
+                    options.set_schema_search_path(schema.clone());
+                }
+                (options, "LOCK TABLE endpoints IN EXCLUSIVE MODE")
+            }
+        };
+        let db = Database::connect(options).await.expect("connects");
+        let txn = db.begin().await.expect("begins");
+        txn.execute_unprepared(lock).await.expect("takes the lock");
+        txn
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let DatabaseTarget::Postgres {
@@ -142,7 +168,7 @@ pub(crate) struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), AppError>>>,
     // Last: the database outlives the server and store handles above.
-    _db: TestDb,
+    pub(crate) db: TestDb,
 }
 
 pub(crate) const TEST_GRACE: Duration = Duration::from_secs(2);
@@ -173,7 +199,7 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
         store,
         shutdown: Some(tx),
         server: Some(server),
-        _db: db,
+        db,
     }
 }
 

@@ -163,3 +163,59 @@ db_test!(
         assert!(refused.is_err(), "no new connections after shutdown");
     }
 );
+
+db_test!(
+    an_in_flight_call_completes_during_graceful_shutdown,
+    |app| async move {
+        use hookd::grpc::pb;
+
+        let mut app = app;
+        let created = app.create_endpoint("before").await;
+        let mut client = app.endpoints().await;
+
+        let lock = app.db.hold_endpoint_writes().await;
+        let id = created.id.clone();
+        let update = tokio::spawn(async move {
+            client
+                .update_endpoint(pb::UpdateEndpointRequest {
+                    endpoint: Some(pb::Endpoint {
+                        id,
+                        name: "during".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["name".into()],
+                    }),
+                })
+                .await
+        });
+        // Let the call reach the blocked write, then ask the server to stop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!update.is_finished(), "the update is held by the lock");
+        let stopping = tokio::spawn(async move {
+            let result = app.shutdown().await;
+            (result, app)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !stopping.is_finished(),
+            "shutdown waits for the in-flight call"
+        );
+        lock.commit().await.unwrap();
+
+        let updated = update
+            .await
+            .unwrap()
+            .expect("the in-flight call completes")
+            .into_inner();
+        assert_eq!(updated.name, "during");
+        let (result, app) = stopping.await.unwrap();
+        result.expect("run returns Ok");
+        let stored = app
+            .store
+            .get_endpoint(&app.project_id, &created.id.parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stored.name.as_str(), "during", "its write is committed");
+    }
+);

@@ -246,7 +246,26 @@ db_test!(
                 .unwrap_err();
             assert_invalid_field(&status, "page_size");
         }
-        for page_token in ["%%%", "bm90IGEgdG9rZW4"] {
+        // A real token whose cursor is swapped for something that is no id.
+        let forged = {
+            use base64::Engine;
+            use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            app.create_endpoint("a").await;
+            app.create_endpoint("b").await;
+            let real = client
+                .list_endpoints(pb::ListEndpointsRequest {
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .next_page_token;
+            let text = String::from_utf8(URL_SAFE_NO_PAD.decode(&real).unwrap()).unwrap();
+            let (head, _cursor) = text.rsplit_once('|').unwrap();
+            URL_SAFE_NO_PAD.encode(format!("{head}|ep_\0' OR 1=1"))
+        };
+        for page_token in ["%%%", "bm90IGEgdG9rZW4", forged.as_str()] {
             let status = client
                 .list_endpoints(pb::ListEndpointsRequest {
                     page_token: page_token.into(),
