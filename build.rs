@@ -4,7 +4,10 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/hookd/v1/endpoint.proto"];
+    let protos = [
+        "proto/hookd/v1/endpoint.proto",
+        "proto/hookd/v1/event.proto",
+    ];
     let descriptors = protox::compile(protos, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

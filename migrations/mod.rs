@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_projects;
 mod m20261122_000002_create_endpoints;
+mod m20261122_000003_create_events_and_deliveries;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_projects::Migration),
             Box::new(m20261122_000002_create_endpoints::Migration),
+            Box::new(m20261122_000003_create_events_and_deliveries::Migration),
         ]
     }
 }

@@ -12,19 +12,24 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::delivery::{DeliveryConfig, Engine};
 use crate::domain::time::Clock;
 use crate::grpc::pb::endpoint_service_server::EndpointServiceServer;
-use crate::grpc::{Authenticator, EndpointApi, pb};
+use crate::grpc::pb::event_service_server::EventServiceServer;
+use crate::grpc::{Authenticator, EndpointApi, EventApi, pb};
 use crate::store::{DatabaseTarget, Store, StoreError};
-use crate::system::SystemClock;
 
 /// Everything `App::build` needs, already validated.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppConfig {
     pub listen: SocketAddr,
     pub database: DatabaseTarget,
-    /// How long in-flight calls may run on after shutdown begins.
+    /// How long in-flight calls (and then in-flight deliveries) may run on
+    /// after shutdown begins.
     pub shutdown_grace: Duration,
+    pub delivery: DeliveryConfig,
+    /// The system clock in production; tests move time by hand.
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,8 @@ pub enum AppError {
     Database(#[source] StoreError),
     #[error("cannot migrate the database: {0}")]
     Migrate(#[source] StoreError),
+    #[error("cannot start the delivery engine: {0}")]
+    Engine(#[source] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -53,17 +60,22 @@ pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
     store: Store,
+    engine: Engine,
     clock: Arc<dyn Clock>,
     shutdown_grace: Duration,
 }
 
 impl App {
-    /// Connects and migrates the database, then binds the listener.
+    /// Connects and migrates the database, starts the delivery engine, then
+    /// binds the listener.
     pub async fn build(config: AppConfig) -> Result<Self, AppError> {
         let store = Store::connect(&config.database)
             .await
             .map_err(AppError::Database)?;
         store.migrate().await.map_err(AppError::Migrate)?;
+        let engine = Engine::start(store.clone(), config.clock.clone(), config.delivery.clone())
+            .await
+            .map_err(AppError::Engine)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -78,9 +90,15 @@ impl App {
             listener,
             local_addr,
             store,
-            clock: Arc::new(SystemClock),
+            engine,
+            clock: config.clock,
             shutdown_grace: config.shutdown_grace,
         })
+    }
+
+    /// A handle to the delivery engine (tests drive its poller by hand).
+    pub fn engine(&self) -> Engine {
+        self.engine.clone()
     }
 
     /// The address actually bound (useful with port 0).
@@ -103,7 +121,20 @@ impl App {
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
         let auth = Authenticator::new(self.store.clone());
-        let endpoints = EndpointApi::new(self.store.clone(), auth, self.clock.clone());
+        let endpoints = EndpointApi::new(
+            self.store.clone(),
+            auth.clone(),
+            self.engine.clone(),
+            self.clock.clone(),
+        );
+        let events = EventApi::new(
+            self.store.clone(),
+            auth,
+            self.engine.clone(),
+            self.clock.clone(),
+        );
+        // Room for a full batch of maximum-size events.
+        let max_message = (self.engine.max_payload_bytes() * 16).max(4 * 1024 * 1024);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = Server::builder()
@@ -114,6 +145,7 @@ impl App {
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(EndpointServiceServer::new(endpoints))
+            .add_service(EventServiceServer::new(events).max_decoding_message_size(max_message))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
                 let _ = stop_rx.await;
             });
@@ -131,25 +163,30 @@ impl App {
         tracing::info!(grace = ?self.shutdown_grace, "shutting down");
         set_health(&health, ServingStatus::NotServing).await;
         let _ = stop_tx.send(());
-        match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
-            Ok(result) => result?,
-            Err(_) => tracing::warn!("grace period over; dropping the calls still in flight"),
-        }
+        let served = match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("grace period over; dropping the calls still in flight");
+                Ok(())
+            }
+        };
+        self.engine.shutdown(self.shutdown_grace).await;
         if let Err(err) = self.store.close().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }
         tracing::info!("stopped");
-        Ok(())
+        Ok(served?)
     }
 }
 
 /// Sets the overall status ("") and every hookd service's.
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status("", status).await;
-    health
-        .set_service_status(
-            <EndpointServiceServer<EndpointApi> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
+    use tonic::server::NamedService;
+    for service in [
+        <EndpointServiceServer<EndpointApi> as NamedService>::NAME,
+        <EventServiceServer<EventApi> as NamedService>::NAME,
+    ] {
+        health.set_service_status(service, status).await;
+    }
 }

@@ -84,6 +84,78 @@ pub struct ServeArgs {
     /// How long in-flight calls may take to finish after a shutdown signal.
     #[arg(long, env = "HOOKD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// How events are accepted and delivered.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryArgs {
+    /// Largest event payload accepted, in bytes.
+    #[arg(long, env = "HOOKD_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
+    pub max_payload_bytes: u32,
+    /// A repeated idempotency key within this window returns the original event.
+    #[arg(long, env = "HOOKD_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_window: Duration,
+    /// Attempts per delivery before it is given up (FAILURE).
+    #[arg(long, env = "HOOKD_RETRY_MAX_ATTEMPTS", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub retry_max_attempts: u32,
+    /// Delay after the first failed attempt; each next one is 3 times longer.
+    #[arg(long, env = "HOOKD_RETRY_INITIAL_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub retry_initial_delay: Duration,
+    /// Longest delay between two attempts (also caps a receiver's Retry-After).
+    #[arg(long, env = "HOOKD_RETRY_MAX_DELAY", default_value = "6h", value_parser = parse_duration)]
+    pub retry_max_delay: Duration,
+    /// Requests in flight to one endpoint, at most.
+    #[arg(long, env = "HOOKD_MAX_IN_FLIGHT_PER_ENDPOINT", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_in_flight_per_endpoint: u32,
+    /// Requests in flight in total, at most.
+    #[arg(long, env = "HOOKD_MAX_IN_FLIGHT", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight: u32,
+    /// How often the database is checked for deliveries that came due.
+    #[arg(long, env = "HOOKD_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// PostgreSQL: a process silent this long is presumed dead and its
+    /// deliveries are taken over by the others.
+    #[arg(long, env = "HOOKD_NODE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub node_ttl: Duration,
+}
+
+impl DeliveryArgs {
+    pub fn config(&self) -> Result<crate::delivery::DeliveryConfig, ConfigError> {
+        let defaults = crate::delivery::DeliveryConfig::default();
+        let retry = crate::domain::retry::RetryPolicy::new(
+            self.retry_max_attempts,
+            self.retry_initial_delay,
+            3.0,
+            self.retry_max_delay,
+            0.2,
+            self.retry_max_delay,
+        )
+        .map_err(|e| ConfigError::Delivery(format!("retry policy: {e}")))?;
+        if self.poll_interval.is_zero() || self.node_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::Delivery(
+                "--poll-interval must be positive and --node-ttl at least 3s".into(),
+            ));
+        }
+        Ok(crate::delivery::DeliveryConfig {
+            retry,
+            limits: crate::delivery::Limits {
+                per_endpoint_in_flight: self.max_in_flight_per_endpoint as usize,
+                max_in_flight: self.max_in_flight as usize,
+                ..defaults.limits
+            },
+            poll_interval: self.poll_interval,
+            node_ttl: self.node_ttl,
+            idempotency_window: self.idempotency_window,
+            max_payload_bytes: self.max_payload_bytes as usize,
+            ..defaults
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -148,6 +220,8 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("--database-schema: {0}")]
     DatabaseSchema(String),
+    #[error("{0}")]
+    Delivery(String),
     #[error("--data-dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -238,24 +312,31 @@ fn create_dir(path: &std::path::Path) -> Result<(), ConfigError> {
 }
 
 /// No duration setting makes sense beyond this.
-const MAX_DURATION: Duration = Duration::from_secs(86_400);
+const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
 
-/// `500ms`, `10s`, `2m` or a bare number of seconds, at most a day.
+/// `500ms`, `10s`, `2m`, `6h`, `7d` or a bare number of seconds, at most 30
+/// days.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("`{raw}` is not a duration like 500ms, 10s or 2m"))?;
+        .map_err(|_| format!("`{raw}` is not a duration like 500ms, 10s, 2m, 6h or 7d"))?;
     let duration = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("`{raw}` is not a duration like 500ms, 10s or 2m")),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
+        _ => {
+            return Err(format!(
+                "`{raw}` is not a duration like 500ms, 10s, 2m, 6h or 7d"
+            ));
+        }
     };
     if duration > MAX_DURATION {
-        return Err(format!("`{raw}` is longer than a day"));
+        return Err(format!("`{raw}` is longer than 30 days"));
     }
     Ok(duration)
 }
@@ -271,7 +352,9 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
+        assert!(parse_duration("31d").is_err());
+        assert!(parse_duration("5w").is_err());
         assert!(parse_duration("307445734561825861m").is_err());
         assert!(parse_duration("99999999999999999999").is_err());
     }

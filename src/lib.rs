@@ -6,6 +6,9 @@
 //! - [`store`]: persistence through SeaORM on SQLite or PostgreSQL; the only
 //!   module that touches SQL.
 //! - [`migration`]: the schema migrations (top-level `migrations/`).
+//! - [`delivery`]: the delivery engine: group commit of publishes, fair
+//!   in-memory dispatch, signed HTTP sends, batched result writes, the
+//!   poller for retries and recovery.
 //! - [`grpc`]: generated protobuf types, their conversion to the domain,
 //!   API-key authentication, the error-to-status mapping, the services.
 //! - [`app`]: assembles store and services into a server that binds
@@ -19,6 +22,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod grpc;
 #[path = "../migrations/mod.rs"]

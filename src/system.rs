@@ -13,6 +13,28 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock pushed forward by hand: time flows as usual, and a
+/// test can jump over a backoff instead of sleeping through it.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset_micros: std::sync::atomic::AtomicI64,
+}
+
+impl ShiftedClock {
+    pub fn advance(&self, by: std::time::Duration) {
+        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.offset_micros
+            .fetch_add(micros, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> Timestamp {
+        let offset = self.offset_micros.load(std::sync::atomic::Ordering::SeqCst);
+        Timestamp::from_unix_micros(SystemClock.now().unix_micros().saturating_add(offset))
+    }
+}
+
 /// A time-ordered UUID (version 7) for a new id.
 pub fn new_uuid() -> uuid::Uuid {
     uuid::Uuid::now_v7()
@@ -25,4 +47,11 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     // there is nothing sensible to hand out instead.
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     bytes
+}
+
+/// Uniform in `[0, 1)`, for jitter.
+pub fn random_fraction() -> f64 {
+    let bits = u64::from_le_bytes(random_bytes());
+    // 53 random bits are all an f64 mantissa holds.
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -53,6 +53,8 @@ async fn serve(
         listen: args.listen,
         database: database.target()?,
         shutdown_grace: args.shutdown_grace,
+        delivery: args.delivery.config()?,
+        clock: std::sync::Arc::new(crate::system::SystemClock),
     };
     let app = App::build(config).await?;
     app.run(shutdown).await?;

@@ -6,6 +6,7 @@ use super::fields::{
 };
 use super::ids::{EndpointId, ProjectId};
 use super::secret::Secret;
+use super::signature::{HashAlgorithm, SignatureConfig, SignatureEncoding, SignatureScheme};
 use super::time::Timestamp;
 
 /// Where an endpoint is in its life (see the seeds' "Endpoint State").
@@ -38,7 +39,21 @@ impl EndpointStatus {
     }
 }
 
-/// Why a requested change is not allowed in the endpoint's current state.
+/// Why a requested change is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// Not allowed in the endpoint's current state.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// The change is valid alone but not together with the rest.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// Why a status change is not allowed in the endpoint's current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("status can only be set to ACTIVE or PAUSED by hand, not {0:?}")]
@@ -67,6 +82,7 @@ pub struct Endpoint {
     pub content_type: ContentType,
     pub rate_limit: Option<RateLimit>,
     pub event_types: EventTypeFilter,
+    pub signature: SignatureConfig,
     /// Bumped by every write; updates are conditional on it so two concurrent
     /// read-modify-write cycles cannot silently overwrite each other.
     pub revision: i64,
@@ -84,6 +100,7 @@ pub struct EndpointSpec {
     pub content_type: ContentType,
     pub rate_limit: Option<RateLimit>,
     pub event_types: EventTypeFilter,
+    pub signature: SignatureConfig,
 }
 
 impl Endpoint {
@@ -106,13 +123,40 @@ impl Endpoint {
             content_type: spec.content_type,
             rate_limit: spec.rate_limit,
             event_types: spec.event_types,
+            signature: spec.signature,
             revision: 0,
         }
     }
 
     /// Applies a hand-made change. Each `Some` field replaces the current
     /// value; the secret, if any, is the caller's to store.
-    pub fn apply(&mut self, patch: EndpointPatch, now: Timestamp) -> Result<(), TransitionError> {
+    pub fn apply(&mut self, patch: EndpointPatch, now: Timestamp) -> Result<(), UpdateError> {
+        let signature = if patch.signature_scheme.is_some()
+            || patch.signature_hash.is_some()
+            || patch.signature_encoding.is_some()
+        {
+            let field = if patch.signature_hash.is_some() {
+                "endpoint.signature_hash"
+            } else if patch.signature_encoding.is_some() {
+                "endpoint.signature_encoding"
+            } else {
+                "endpoint.signature_scheme"
+            };
+            let current = self.signature;
+            Some(
+                SignatureConfig::new(
+                    patch.signature_scheme.unwrap_or(current.scheme()),
+                    patch.signature_hash.unwrap_or(current.hash()),
+                    patch.signature_encoding.unwrap_or(current.encoding()),
+                )
+                .map_err(|e| UpdateError::Invalid {
+                    field,
+                    message: e.0,
+                })?,
+            )
+        } else {
+            None
+        };
         if let Some(status) = patch.status {
             self.set_status_by_hand(status, now)?;
         }
@@ -128,7 +172,11 @@ impl Endpoint {
             event_types,
             status: _,
             secret: _,
+            signature_scheme: _,
+            signature_hash: _,
+            signature_encoding: _,
         } = patch;
+        set(&mut self.signature, signature);
         set(&mut self.name, name);
         set(&mut self.url, url);
         set(&mut self.headers, headers);
@@ -192,6 +240,9 @@ pub struct EndpointPatch {
     pub rate_limit: Option<Option<RateLimit>>,
     pub event_types: Option<EventTypeFilter>,
     pub secret: Option<Secret>,
+    pub signature_scheme: Option<SignatureScheme>,
+    pub signature_hash: Option<HashAlgorithm>,
+    pub signature_encoding: Option<SignatureEncoding>,
 }
 
 #[cfg(test)]
@@ -209,6 +260,7 @@ mod tests {
             content_type: ContentType::Json,
             rate_limit: None,
             event_types: EventTypeFilter::default(),
+            signature: SignatureConfig::default(),
         };
         let mut ep = Endpoint::new(
             EndpointId::from_uuid(uuid::Uuid::nil()),
@@ -267,7 +319,7 @@ mod tests {
             let before = ep.clone();
             assert_eq!(
                 ep.apply(status_patch(target), Timestamp::from_unix_micros(2)),
-                Err(TransitionError::NotManual(target))
+                Err(UpdateError::Transition(TransitionError::NotManual(target)))
             );
             assert_eq!(ep, before, "a refused change leaves the endpoint untouched");
         }
@@ -281,7 +333,9 @@ mod tests {
                 status_patch(EndpointStatus::Active),
                 Timestamp::from_unix_micros(2)
             ),
-            Err(TransitionError::NeedsReactivation(_))
+            Err(UpdateError::Transition(TransitionError::NeedsReactivation(
+                _
+            )))
         ));
         ep.apply(
             status_patch(EndpointStatus::Paused),
@@ -289,6 +343,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ep.status, EndpointStatus::Paused);
+    }
+
+    #[test]
+    fn signature_settings_are_checked_together() {
+        let mut ep = endpoint(EndpointStatus::Active);
+        let sha512 = EndpointPatch {
+            signature_hash: Some(HashAlgorithm::Sha512),
+            ..EndpointPatch::default()
+        };
+        ep.apply(sha512, Timestamp::from_unix_micros(2)).unwrap();
+        let before = ep.clone();
+        let standard = EndpointPatch {
+            signature_scheme: Some(SignatureScheme::StandardWebhooks),
+            ..EndpointPatch::default()
+        };
+        assert!(matches!(
+            ep.apply(standard, Timestamp::from_unix_micros(3)),
+            Err(UpdateError::Invalid {
+                field: "endpoint.signature_scheme",
+                ..
+            })
+        ));
+        assert_eq!(ep, before);
     }
 
     #[test]

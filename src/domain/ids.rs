@@ -68,6 +68,28 @@ prefixed_id!(
     "key_"
 );
 
+prefixed_id!(
+    /// An event: one thing that happened, fanned out to endpoints.
+    EventId,
+    "evt_"
+);
+prefixed_id!(
+    /// A delivery: one event on its way to one endpoint. Sent to receivers,
+    /// unchanged across retries, so they can de-duplicate on it.
+    DeliveryId,
+    "dlv_"
+);
+prefixed_id!(
+    /// One HTTP attempt of a delivery.
+    AttemptId,
+    "att_"
+);
+prefixed_id!(
+    /// A running hookd process; deliveries it holds carry its id.
+    NodeId,
+    "node_"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

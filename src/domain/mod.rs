@@ -2,7 +2,9 @@
 //! rules of an endpoint's life. Nothing here does I/O, reads the clock or
 //! draws random numbers; callers pass those in.
 
+pub mod delivery;
 pub mod endpoint;
+pub mod event;
 pub mod fields;
 pub mod ids;
 pub mod page;

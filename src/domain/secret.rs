@@ -60,6 +60,19 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A stored signing secret with the instant it stops signing, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersion {
+    pub secret: Secret,
+    pub expires_at: Option<super::time::Timestamp>,
+}
+
+impl SecretVersion {
+    pub fn valid_at(&self, now: super::time::Timestamp) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
 /// A project API key as the client holds it: `hk_` + base64url of 32 random
 /// bytes (256 bits). Only its SHA-256 is stored: keys are random, not
 /// passwords, so a fast hash is enough and lets every call look one up by

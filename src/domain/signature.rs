@@ -40,6 +40,56 @@ pub enum SignatureEncoding {
     Base64,
 }
 
+impl SignatureScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConvoyAdvanced => "convoy_advanced",
+            Self::ConvoySimple => "convoy_simple",
+            Self::StandardWebhooks => "standard_webhooks",
+        }
+    }
+
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        [
+            Self::ConvoyAdvanced,
+            Self::ConvoySimple,
+            Self::StandardWebhooks,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+impl HashAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Sha512 => "sha512",
+        }
+    }
+
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        [Self::Sha256, Self::Sha512]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+impl SignatureEncoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hex => "hex",
+            Self::Base64 => "base64",
+        }
+    }
+
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        [Self::Hex, Self::Base64]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SignatureConfig {
     scheme: SignatureScheme,

@@ -11,7 +11,8 @@ use super::pb::{
     GetEndpointRequest, ListEndpointsRequest, ListEndpointsResponse, UpdateEndpointRequest,
 };
 use super::{ApiError, Authenticator};
-use crate::domain::endpoint::Endpoint;
+use crate::delivery::Engine;
+use crate::domain::endpoint::{Endpoint, UpdateError};
 use crate::domain::fields::OwnerId;
 use crate::domain::ids::EndpointId;
 use crate::domain::page::{PageSize, PageToken};
@@ -23,12 +24,18 @@ use crate::system;
 pub struct EndpointApi {
     store: Store,
     auth: Authenticator,
+    engine: Engine,
     clock: Arc<dyn Clock>,
 }
 
 impl EndpointApi {
-    pub fn new(store: Store, auth: Authenticator, clock: Arc<dyn Clock>) -> Self {
-        Self { store, auth, clock }
+    pub fn new(store: Store, auth: Authenticator, engine: Engine, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            auth,
+            engine,
+            clock,
+        }
     }
 }
 
@@ -146,7 +153,11 @@ impl EndpointService for EndpointApi {
             })
             .await
             .map_err(ApiError::from_store("endpoint"))?
-            .map_err(|refused| ApiError::FailedPrecondition(refused.to_string()))?;
+            .map_err(|refused| match refused {
+                UpdateError::Transition(why) => ApiError::FailedPrecondition(why.to_string()),
+                UpdateError::Invalid { field, message } => ApiError::invalid(field, message),
+            })?;
+        self.engine.endpoint_changed(&endpoint.id);
         tracing::info!(endpoint = %endpoint.id, project = %endpoint.project_id, "endpoint updated");
         let mut reply = endpoint_to_pb(&endpoint);
         if let Some(generated) = generated {
@@ -165,6 +176,7 @@ impl EndpointService for EndpointApi {
             .delete_endpoint(&project, &id)
             .await
             .map_err(ApiError::from_store("endpoint"))?;
+        self.engine.endpoint_changed(&id);
         tracing::info!(endpoint = %id, project = %project, "endpoint deleted");
         Ok(Response::new(DeleteEndpointResponse {}))
     }

@@ -15,7 +15,7 @@ pub enum ApiError {
     /// The thing does not exist for this caller (or belongs to another
     /// project, which looks exactly the same).
     #[error("{0} not found")]
-    NotFound(&'static str),
+    NotFound(std::borrow::Cow<'static, str>),
     /// The request is fine but the resource's state does not allow it.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -27,7 +27,10 @@ pub enum ApiError {
     Aborted(&'static str),
     /// The database cannot be reached right now; retry with backoff.
     #[error("storage unavailable")]
-    Unavailable(#[source] StoreError),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// This server is stopping; another (or this one, restarted) will answer.
+    #[error("shutting down")]
+    ShuttingDown,
     /// Our fault. Logged with its cause; the client learns nothing more.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -49,14 +52,24 @@ impl ApiError {
     /// Maps a store failure, saying which resource a `NotFound` is about.
     pub fn from_store(resource: &'static str) -> impl FnOnce(StoreError) -> Self {
         move |err| match err {
-            StoreError::NotFound => Self::NotFound(resource),
+            StoreError::NotFound => Self::NotFound(resource.into()),
             StoreError::Conflict => {
                 Self::Aborted("the resource was changed concurrently; try again")
             }
-            StoreError::Database(
-                sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_),
-            ) => Self::Unavailable(err),
-            other => Self::Internal(Box::new(other)),
+            StoreError::Unavailable(_) => Self::Unavailable(Box::new(err)),
+            StoreError::Corrupt { .. } | StoreError::Database(_) => Self::Internal(Box::new(err)),
+        }
+    }
+
+    /// The same, for a failure shared by several callers (a group commit).
+    pub fn from_shared_store(resource: &'static str, err: std::sync::Arc<StoreError>) -> Self {
+        match *err {
+            StoreError::NotFound => Self::NotFound(resource.into()),
+            StoreError::Conflict => {
+                Self::Aborted("the resource was changed concurrently; try again")
+            }
+            StoreError::Unavailable(_) => Self::Unavailable(Box::new(err)),
+            StoreError::Corrupt { .. } | StoreError::Database(_) => Self::Internal(Box::new(err)),
         }
     }
 }
@@ -73,11 +86,12 @@ impl From<ApiError> for Status {
                 )
             }
             ApiError::NotFound(what) => Status::not_found(format!("{what} not found")),
+            ApiError::ShuttingDown => Status::unavailable("the server is shutting down; retry"),
             ApiError::FailedPrecondition(why) => Status::failed_precondition(why),
             ApiError::Unauthenticated(why) => Status::unauthenticated(why),
             ApiError::Aborted(why) => Status::aborted(why),
             ApiError::Unavailable(cause) => {
-                tracing::warn!(error = %error_chain(&cause), "storage unavailable");
+                tracing::warn!(error = %error_chain(cause.as_ref()), "storage unavailable");
                 Status::unavailable("storage unavailable; retry later")
             }
             ApiError::Internal(cause) => {

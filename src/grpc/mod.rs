@@ -6,10 +6,12 @@ mod auth;
 mod convert;
 mod endpoints;
 mod error;
+mod events;
 
 pub use auth::Authenticator;
 pub use endpoints::EndpointApi;
 pub use error::ApiError;
+pub use events::EventApi;
 
 /// Code generated from `proto/hookd/v1/*.proto`.
 pub mod pb {

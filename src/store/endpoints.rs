@@ -15,7 +15,10 @@ use crate::domain::fields::{
     RateLimit, TimeoutSeconds,
 };
 use crate::domain::ids::{EndpointId, ProjectId};
-use crate::domain::secret::Secret;
+use crate::domain::secret::{Secret, SecretVersion};
+use crate::domain::signature::{
+    HashAlgorithm, SignatureConfig, SignatureEncoding, SignatureScheme,
+};
 use crate::domain::time::Timestamp;
 
 /// How often an update re-reads and re-applies after losing a race.
@@ -145,6 +148,38 @@ impl Store {
         Ok(())
     }
 
+    /// An endpoint by id alone, with every stored secret (newest first), for
+    /// the delivery engine. `None` once it is deleted.
+    pub async fn endpoint_snapshot(
+        &self,
+        id: &EndpointId,
+    ) -> Result<Option<(Endpoint, Vec<SecretVersion>)>, StoreError> {
+        let Some(row) = endpoint::Entity::find_by_id(id.as_str())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let endpoint = from_row(row)?;
+        let secrets = endpoint_secret::Entity::find()
+            .filter(endpoint_secret::Column::EndpointId.eq(id.as_str()))
+            .order_by_desc(endpoint_secret::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(SecretVersion {
+                    secret: Secret::parse(&row.secret).map_err(|e| StoreError::Corrupt {
+                        table: "endpoint_secrets",
+                        detail: format!("secret of {}: {e}", row.endpoint_id),
+                    })?,
+                    expires_at: row.expires_at.map(Timestamp::from_unix_micros),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((endpoint, secrets)))
+    }
+
     /// The endpoint's secrets that are valid at `now`, newest first.
     pub async fn endpoint_secrets(
         &self,
@@ -205,7 +240,7 @@ fn to_row(ep: &Endpoint) -> endpoint::ActiveModel {
         project_id: Set(ep.project_id.to_string()),
         name: Set(ep.name.as_str().to_owned()),
         url: Set(ep.url.as_str().to_owned()),
-        headers: Set(json_text(ep.headers.as_map())),
+        headers: Set(super::json_text(ep.headers.as_map())),
         timeout_seconds: Set(ep.timeout.get() as i32),
         status: Set(ep.status.as_str().to_owned()),
         paused_at: Set(ep.paused_at.map(Timestamp::unix_micros)),
@@ -217,13 +252,12 @@ fn to_row(ep: &Endpoint) -> endpoint::ActiveModel {
         content_type: Set(ep.content_type.as_str().to_owned()),
         rate_limit_count: Set(rate_count as i32),
         rate_limit_period_seconds: Set(rate_period as i32),
-        event_types: Set(json_text(&event_types)),
+        event_types: Set(super::json_text(&event_types)),
         revision: Set(ep.revision),
+        signature_scheme: Set(ep.signature.scheme().as_str().to_owned()),
+        signature_hash: Set(ep.signature.hash().as_str().to_owned()),
+        signature_encoding: Set(ep.signature.encoding().as_str().to_owned()),
     }
-}
-
-fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).expect("maps and lists of strings always serialize")
 }
 
 /// Rebuilds the domain value, re-checking every rule: a row that breaks one
@@ -269,6 +303,15 @@ fn from_row(row: endpoint::Model) -> Result<Endpoint, StoreError> {
         .map_err(|e| corrupt("rate_limit", e.0))?,
         event_types: EventTypeFilter::parse(&event_types)
             .map_err(|e| corrupt("event_types", e.0))?,
+        signature: SignatureConfig::new(
+            SignatureScheme::from_stored(&row.signature_scheme)
+                .ok_or_else(|| corrupt("signature_scheme", row.signature_scheme.clone()))?,
+            HashAlgorithm::from_stored(&row.signature_hash)
+                .ok_or_else(|| corrupt("signature_hash", row.signature_hash.clone()))?,
+            SignatureEncoding::from_stored(&row.signature_encoding)
+                .ok_or_else(|| corrupt("signature_encoding", row.signature_encoding.clone()))?,
+        )
+        .map_err(|e| corrupt("signature", e.0))?,
         revision: row.revision,
     })
 }

@@ -2,8 +2,10 @@
 //! (scale-out). The only module that knows SQL exists.
 
 mod connect;
+mod deliveries;
 mod endpoints;
 mod entities;
+mod events;
 mod projects;
 #[cfg(test)]
 mod tests;
@@ -11,7 +13,9 @@ mod tests;
 use sea_orm::DatabaseConnection;
 
 pub use connect::{DatabaseTarget, Durability};
+pub use deliveries::{DeliveryFilter, DeliveryResult};
 pub use endpoints::EndpointFilter;
+pub use events::{EventFilter, NewDelivery, PublishRecord, Published};
 pub use projects::{NewProject, ProjectSummary};
 
 /// What can go wrong in the store, in terms a caller can act on.
@@ -42,6 +46,11 @@ impl From<sea_orm::DbErr> for StoreError {
             Self::Database(err)
         }
     }
+}
+
+/// JSON text of maps and lists of strings, for TEXT columns.
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("maps and lists of strings always serialize")
 }
 
 /// Errors that say "not now" rather than "never".

@@ -3,12 +3,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use hookd::app::{App, AppConfig, AppError};
+use hookd::delivery::{DeliveryConfig, Engine};
 use hookd::domain::ids::ProjectId;
 use hookd::domain::project::ProjectName;
 use hookd::grpc::pb;
 use hookd::grpc::pb::endpoint_service_client::EndpointServiceClient;
+use hookd::grpc::pb::event_service_client::EventServiceClient;
 use hookd::store::{DatabaseTarget, Durability, Store};
+use hookd::system::ShiftedClock;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
@@ -159,12 +164,16 @@ impl Drop for TestDb {
 /// Adds the `authorization` metadata to every call.
 type Authorize = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
 pub(crate) type EndpointClient = EndpointServiceClient<InterceptedService<Channel, Authorize>>;
+pub(crate) type EventClient = EventServiceClient<InterceptedService<Channel, Authorize>>;
 
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
     pub(crate) project_id: ProjectId,
     pub(crate) api_key: String,
     pub(crate) store: Store,
+    pub(crate) engine: Engine,
+    /// Move time forward with `clock.advance(..)`, then `engine.tick()`.
+    pub(crate) clock: Arc<ShiftedClock>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), AppError>>>,
     // Last: the database outlives the server and store handles above.
@@ -174,15 +183,32 @@ pub(crate) struct TestApp {
 pub(crate) const TEST_GRACE: Duration = Duration::from_secs(2);
 
 pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
-    let db = TestDb::new(&backend);
+    spawn_app_on(TestDb::new(&backend), test_delivery_config()).await
+}
+
+/// Test settings: quick polling; otherwise the defaults.
+pub(crate) fn test_delivery_config() -> DeliveryConfig {
+    DeliveryConfig {
+        poll_interval: Duration::from_millis(50),
+        node_ttl: Duration::from_secs(10),
+        ..DeliveryConfig::default()
+    }
+}
+
+/// A server on an existing database (to restart one, say).
+pub(crate) async fn spawn_app_on(db: TestDb, delivery: DeliveryConfig) -> TestApp {
+    let clock = Arc::new(ShiftedClock::default());
     let app = App::build(AppConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         database: db.target.clone(),
         shutdown_grace: TEST_GRACE,
+        delivery,
+        clock: clock.clone(),
     })
     .await
     .expect("app builds");
     let addr = app.local_addr();
+    let engine = app.engine();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async {
         let _ = rx.await;
@@ -197,6 +223,8 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
         project_id,
         api_key: key.expose().to_owned(),
         store,
+        engine,
+        clock,
         shutdown: Some(tx),
         server: Some(server),
         db,
@@ -226,6 +254,17 @@ impl TestApp {
             Ok(req)
         });
         EndpointServiceClient::with_interceptor(self.channel().await, interceptor)
+    }
+
+    /// An EventService client acting for this app's project.
+    pub(crate) async fn events(&self) -> EventClient {
+        let key = format!("Bearer {}", self.api_key);
+        let interceptor: Authorize = Box::new(move |mut req: Request<()>| {
+            req.metadata_mut()
+                .insert("authorization", key.parse().expect("ascii metadata"));
+            Ok(req)
+        });
+        EventServiceClient::with_interceptor(self.channel().await, interceptor)
     }
 
     /// An EndpointService client acting for this app's project.
@@ -300,4 +339,30 @@ pub(crate) fn assert_invalid_field(status: &Status, field: &str) {
         violations.iter().any(|v| v.field == field),
         "expected a violation of `{field}`, got {violations:?}"
     );
+}
+
+/// Polls GetDelivery until the delivery has `status` (or panics after
+/// `within`, showing the last state seen).
+pub(crate) async fn wait_for_delivery(
+    app: &TestApp,
+    id: &str,
+    status: pb::DeliveryStatus,
+    within: Duration,
+) -> pb::Delivery {
+    let mut client = app.events().await;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let delivery = client
+            .get_delivery(pb::GetDeliveryRequest { id: id.to_owned() })
+            .await
+            .expect("delivery readable")
+            .into_inner();
+        if delivery.status == status as i32 {
+            return delivery;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("delivery {id} never became {status:?}; last seen: {delivery:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

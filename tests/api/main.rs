@@ -2,8 +2,10 @@
 //! PostgreSQL too when `HOOKD_TEST_DATABASE_URL` is set), generated clients.
 
 mod helpers;
+mod receiver;
 
 mod cli;
+mod delivery;
 mod endpoints;
 mod pagination;
 mod server;

@@ -24,6 +24,9 @@ pub(crate) struct Model {
     /// JSON array of event types.
     pub event_types: String,
     pub revision: i64,
+    pub signature_scheme: String,
+    pub signature_hash: String,
+    pub signature_encoding: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

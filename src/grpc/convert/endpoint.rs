@@ -1,24 +1,20 @@
-//! Between protobuf messages and domain values. Parsing names the request
-//! field of every refusal, so clients learn exactly what to fix.
+//! Endpoints between protobuf and the domain.
 
-use prost_types::{FieldMask, Timestamp as PbTimestamp};
+use prost_types::FieldMask;
 
-use super::ApiError;
-use super::pb;
+use super::timestamp;
 use crate::domain::endpoint::{Endpoint, EndpointPatch, EndpointSpec, EndpointStatus};
 use crate::domain::fields::{
     ContentType, CustomHeaders, Description, EndpointName, EndpointUrl, EventTypeFilter, OwnerId,
     RateLimit, TimeoutSeconds,
 };
 use crate::domain::secret::Secret;
-use crate::domain::time::Timestamp;
-
-pub(super) fn timestamp(at: Timestamp) -> PbTimestamp {
-    let (seconds, nanos) = at.to_seconds_nanos();
-    PbTimestamp { seconds, nanos }
-}
-
-pub(super) fn status_to_pb(status: EndpointStatus) -> pb::EndpointStatus {
+use crate::domain::signature::{
+    HashAlgorithm, SignatureConfig, SignatureEncoding, SignatureScheme,
+};
+use crate::grpc::ApiError;
+use crate::grpc::pb;
+pub(in crate::grpc) fn status_to_pb(status: EndpointStatus) -> pb::EndpointStatus {
     match status {
         EndpointStatus::Active => pb::EndpointStatus::Active,
         EndpointStatus::Inactive => pb::EndpointStatus::Inactive,
@@ -28,7 +24,10 @@ pub(super) fn status_to_pb(status: EndpointStatus) -> pb::EndpointStatus {
 }
 
 /// `None` for UNSPECIFIED; an error for numbers outside the enum.
-pub(super) fn status_from_pb(raw: i32, field: &str) -> Result<Option<EndpointStatus>, ApiError> {
+pub(in crate::grpc) fn status_from_pb(
+    raw: i32,
+    field: &str,
+) -> Result<Option<EndpointStatus>, ApiError> {
     let status = pb::EndpointStatus::try_from(raw)
         .map_err(|_| ApiError::invalid(field, format!("{raw} is not an endpoint status")))?;
     Ok(match status {
@@ -41,7 +40,7 @@ pub(super) fn status_from_pb(raw: i32, field: &str) -> Result<Option<EndpointSta
 }
 
 /// The endpoint as clients see it: never with a secret.
-pub(super) fn endpoint_to_pb(ep: &Endpoint) -> pb::Endpoint {
+pub(in crate::grpc) fn endpoint_to_pb(ep: &Endpoint) -> pb::Endpoint {
     pb::Endpoint {
         id: ep.id.to_string(),
         name: ep.name.as_str().to_owned(),
@@ -71,6 +70,19 @@ pub(super) fn endpoint_to_pb(ep: &Endpoint) -> pb::Endpoint {
             .map(|t| t.as_str().to_owned())
             .collect(),
         status_changed_at: Some(timestamp(ep.status_changed_at)),
+        signature_scheme: match ep.signature.scheme() {
+            SignatureScheme::ConvoyAdvanced => pb::SignatureScheme::ConvoyAdvanced,
+            SignatureScheme::ConvoySimple => pb::SignatureScheme::ConvoySimple,
+            SignatureScheme::StandardWebhooks => pb::SignatureScheme::StandardWebhooks,
+        } as i32,
+        signature_hash: match ep.signature.hash() {
+            HashAlgorithm::Sha256 => pb::SignatureHash::Sha256,
+            HashAlgorithm::Sha512 => pb::SignatureHash::Sha512,
+        } as i32,
+        signature_encoding: match ep.signature.encoding() {
+            SignatureEncoding::Hex => pb::SignatureEncoding::Hex,
+            SignatureEncoding::Base64 => pb::SignatureEncoding::Base64,
+        } as i32,
     }
 }
 
@@ -123,6 +135,53 @@ impl Fields<'_> {
     fn event_types(&self) -> Result<EventTypeFilter, ApiError> {
         EventTypeFilter::parse(&self.0.event_types).map_err(ApiError::field("endpoint.event_types"))
     }
+    /// UNSPECIFIED means the default.
+    fn signature_scheme(&self) -> Result<SignatureScheme, ApiError> {
+        let field = "endpoint.signature_scheme";
+        match pb::SignatureScheme::try_from(self.0.signature_scheme) {
+            Ok(pb::SignatureScheme::Unspecified | pb::SignatureScheme::ConvoyAdvanced) => {
+                Ok(SignatureScheme::ConvoyAdvanced)
+            }
+            Ok(pb::SignatureScheme::ConvoySimple) => Ok(SignatureScheme::ConvoySimple),
+            Ok(pb::SignatureScheme::StandardWebhooks) => Ok(SignatureScheme::StandardWebhooks),
+            Err(_) => Err(ApiError::invalid(field, "is not a signature scheme")),
+        }
+    }
+    fn signature_hash(&self) -> Result<HashAlgorithm, ApiError> {
+        match pb::SignatureHash::try_from(self.0.signature_hash) {
+            Ok(pb::SignatureHash::Unspecified | pb::SignatureHash::Sha256) => {
+                Ok(HashAlgorithm::Sha256)
+            }
+            Ok(pb::SignatureHash::Sha512) => Ok(HashAlgorithm::Sha512),
+            Err(_) => Err(ApiError::invalid(
+                "endpoint.signature_hash",
+                "is not a hash algorithm",
+            )),
+        }
+    }
+    fn signature_encoding(&self) -> Result<SignatureEncoding, ApiError> {
+        match pb::SignatureEncoding::try_from(self.0.signature_encoding) {
+            Ok(pb::SignatureEncoding::Unspecified | pb::SignatureEncoding::Hex) => {
+                Ok(SignatureEncoding::Hex)
+            }
+            Ok(pb::SignatureEncoding::Base64) => Ok(SignatureEncoding::Base64),
+            Err(_) => Err(ApiError::invalid(
+                "endpoint.signature_encoding",
+                "is not an encoding",
+            )),
+        }
+    }
+    fn signature(&self) -> Result<SignatureConfig, ApiError> {
+        let scheme = self.signature_scheme()?;
+        let hash = self.signature_hash()?;
+        let encoding = self.signature_encoding()?;
+        let field = if hash != HashAlgorithm::Sha256 {
+            "endpoint.signature_hash"
+        } else {
+            "endpoint.signature_encoding"
+        };
+        SignatureConfig::new(scheme, hash, encoding).map_err(ApiError::field(field))
+    }
     /// Only ACTIVE and PAUSED can be asked for; the domain decides whether
     /// the move is allowed from the current state.
     fn status(&self) -> Result<EndpointStatus, ApiError> {
@@ -132,7 +191,7 @@ impl Fields<'_> {
 }
 
 /// A validated create request: the spec, and the secret if one was given.
-pub(super) fn endpoint_spec(
+pub(in crate::grpc) fn endpoint_spec(
     raw: &pb::Endpoint,
 ) -> Result<(EndpointSpec, Option<Secret>), ApiError> {
     let f = Fields(raw);
@@ -146,6 +205,7 @@ pub(super) fn endpoint_spec(
         content_type: f.content_type()?,
         rate_limit: f.rate_limit()?,
         event_types: f.event_types()?,
+        signature: f.signature()?,
     };
     Ok((spec, f.secret()?))
 }
@@ -163,6 +223,9 @@ const UPDATABLE: &[&str] = &[
     "content_type",
     "rate_limit",
     "event_types",
+    "signature_scheme",
+    "signature_hash",
+    "signature_encoding",
 ];
 const OUTPUT_ONLY: &[&str] = &[
     "id",
@@ -174,14 +237,14 @@ const OUTPUT_ONLY: &[&str] = &[
 
 /// What an update asks for. `regenerate_secret` is set when `secret` is
 /// masked but left empty.
-pub(super) struct EndpointUpdate {
-    pub(super) patch: EndpointPatch,
-    pub(super) regenerate_secret: bool,
+pub(in crate::grpc) struct EndpointUpdate {
+    pub(in crate::grpc) patch: EndpointPatch,
+    pub(in crate::grpc) regenerate_secret: bool,
 }
 
 /// With a mask, exactly the masked fields change (an empty value clears or
 /// resets). Without one, every field set to a non-default value changes.
-pub(super) fn endpoint_update(
+pub(in crate::grpc) fn endpoint_update(
     raw: &pb::Endpoint,
     mask: Option<&FieldMask>,
 ) -> Result<EndpointUpdate, ApiError> {
@@ -224,6 +287,9 @@ pub(super) fn endpoint_update(
             "content_type" => patch.content_type = Some(f.content_type()?),
             "rate_limit" => patch.rate_limit = Some(f.rate_limit()?),
             "event_types" => patch.event_types = Some(f.event_types()?),
+            "signature_scheme" => patch.signature_scheme = Some(f.signature_scheme()?),
+            "signature_hash" => patch.signature_hash = Some(f.signature_hash()?),
+            "signature_encoding" => patch.signature_encoding = Some(f.signature_encoding()?),
             _ => unreachable!("paths are checked against UPDATABLE or come from set_fields"),
         }
     }
@@ -247,6 +313,9 @@ fn set_fields(raw: &pb::Endpoint) -> Vec<&'static str> {
         ("content_type", !raw.content_type.is_empty()),
         ("rate_limit", raw.rate_limit.is_some()),
         ("event_types", !raw.event_types.is_empty()),
+        ("signature_scheme", raw.signature_scheme != 0),
+        ("signature_hash", raw.signature_hash != 0),
+        ("signature_encoding", raw.signature_encoding != 0),
     ];
     set.into_iter()
         .filter(|(_, on)| *on)

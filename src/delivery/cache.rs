@@ -1,0 +1,91 @@
+//! Endpoint settings and secrets for the senders, read from the store at
+//! most once per `ttl` per endpoint. Changes made through this process are
+//! seen at once (the API invalidates the entry); changes made by another
+//! process on the same database within `ttl`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::endpoint::Endpoint;
+use crate::domain::ids::EndpointId;
+use crate::domain::secret::{Secret, SecretVersion};
+use crate::domain::time::Timestamp;
+use crate::store::{Store, StoreError};
+
+/// What a sender needs to know about an endpoint.
+#[derive(Debug)]
+pub(super) struct EndpointSnapshot {
+    pub(super) endpoint: Endpoint,
+    secrets: Vec<SecretVersion>,
+}
+
+impl EndpointSnapshot {
+    /// The secrets that sign at `now`, newest first.
+    pub(super) fn signing_secrets(&self, now: Timestamp) -> Vec<Secret> {
+        self.secrets
+            .iter()
+            .filter(|s| s.valid_at(now))
+            .map(|s| s.secret.clone())
+            .collect()
+    }
+}
+
+/// When an entry was read, and what was read (`None`: no such endpoint).
+type Entries = HashMap<EndpointId, (Instant, Option<Arc<EndpointSnapshot>>)>;
+
+/// Entries beyond this are pruned of expired ones.
+const PRUNE_ABOVE: usize = 10_000;
+
+pub(super) struct EndpointCache {
+    store: Store,
+    ttl: Duration,
+    entries: RwLock<Entries>,
+}
+
+impl EndpointCache {
+    pub(super) fn new(store: Store, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// `None` when the endpoint does not exist (any more).
+    pub(super) async fn get(
+        &self,
+        id: &EndpointId,
+    ) -> Result<Option<Arc<EndpointSnapshot>>, StoreError> {
+        if let Some((loaded, snapshot)) = self.read().get(id)
+            && loaded.elapsed() < self.ttl
+        {
+            return Ok(snapshot.clone());
+        }
+        let snapshot = self
+            .store
+            .endpoint_snapshot(id)
+            .await?
+            .map(|(endpoint, secrets)| Arc::new(EndpointSnapshot { endpoint, secrets }));
+        let mut entries = self.write();
+        if entries.len() > PRUNE_ABOVE {
+            entries.retain(|_, (loaded, _)| loaded.elapsed() < self.ttl);
+        }
+        entries.insert(id.clone(), (Instant::now(), snapshot.clone()));
+        Ok(snapshot)
+    }
+
+    pub(super) fn invalidate(&self, id: &EndpointId) {
+        self.write().remove(id);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,328 @@
+//! The in-memory queue of held deliveries, fair across endpoints.
+//!
+//! Each endpoint has a lane with a concurrency cap; endpoints with work and
+//! spare capacity take turns (round robin), so one slow or black-holed
+//! endpoint fills only its own lane while the others keep flowing. Totals are
+//! bounded too: at most `max_in_flight` sends at once and `max_queued`
+//! deliveries in memory, whatever the backlog in the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use super::Job;
+use crate::domain::ids::EndpointId;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Sends in flight to one endpoint.
+    pub per_endpoint_in_flight: usize,
+    /// Deliveries waiting in memory for one endpoint.
+    pub per_endpoint_queued: usize,
+    /// Sends in flight in total.
+    pub max_in_flight: usize,
+    /// Deliveries waiting in memory in total.
+    pub max_queued: usize,
+}
+
+#[derive(Default)]
+struct Lane {
+    queue: VecDeque<Job>,
+    /// Places promised to deliveries being committed.
+    reserved: usize,
+    in_flight: usize,
+    /// Whether the lane is in `ready`.
+    ready: bool,
+}
+
+impl Lane {
+    fn waiting(&self) -> usize {
+        self.queue.len() + self.reserved
+    }
+}
+
+#[derive(Default)]
+struct State {
+    lanes: HashMap<EndpointId, Lane>,
+    /// Lanes with queued work and spare capacity, in turn order.
+    ready: VecDeque<EndpointId>,
+    queued: usize,
+    in_flight: usize,
+}
+
+pub(super) struct Dispatcher {
+    limits: Limits,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+/// Room for more work, as the poller sees it.
+#[derive(Debug, Default)]
+pub(super) struct Capacity {
+    /// How many more deliveries memory can take.
+    pub(super) free: usize,
+    /// Endpoints whose lanes are full: claiming more for them is pointless.
+    pub(super) full: Vec<EndpointId>,
+}
+
+impl Dispatcher {
+    pub(super) fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain counters behind;
+        // carrying on with them is better than taking the engine down.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Promises memory for one delivery to `endpoint` before it is committed.
+    /// `false` means: store it for the poller instead.
+    pub(super) fn try_reserve(&self, endpoint: &EndpointId) -> bool {
+        let mut state = self.state();
+        if state.queued >= self.limits.max_queued {
+            return false;
+        }
+        let lane = state.lanes.entry(endpoint.clone()).or_default();
+        if lane.waiting() >= self.limits.per_endpoint_queued {
+            return false;
+        }
+        lane.reserved += 1;
+        state.queued += 1;
+        true
+    }
+
+    /// Gives back a reservation whose delivery was not stored.
+    pub(super) fn unreserve(&self, endpoint: &EndpointId) {
+        let mut state = self.state();
+        if let Some(lane) = state.lanes.get_mut(endpoint) {
+            lane.reserved = lane.reserved.saturating_sub(1);
+            state.queued = state.queued.saturating_sub(1);
+        }
+        state.drop_idle_lane(endpoint);
+    }
+
+    /// Queues a delivery whose place was reserved.
+    pub(super) fn push_reserved(&self, job: Job) {
+        let mut state = self.state();
+        let lane = state.lanes.entry(job.endpoint_id.clone()).or_default();
+        lane.reserved = lane.reserved.saturating_sub(1);
+        state.queued = state.queued.saturating_sub(1);
+        self.enqueue(&mut state, job);
+    }
+
+    /// Queues a delivery claimed from the store.
+    pub(super) fn push_claimed(&self, job: Job) {
+        let mut state = self.state();
+        self.enqueue(&mut state, job);
+    }
+
+    fn enqueue(&self, state: &mut State, job: Job) {
+        let endpoint = job.endpoint_id.clone();
+        let lane = state.lanes.entry(endpoint.clone()).or_default();
+        lane.queue.push_back(job);
+        let make_ready = !lane.ready && lane.in_flight < self.limits.per_endpoint_in_flight;
+        if make_ready {
+            lane.ready = true;
+            state.ready.push_back(endpoint);
+        }
+        state.queued += 1;
+        self.wake.notify_one();
+    }
+
+    /// The next delivery to send, if any lane may send and the total allows.
+    pub(super) fn next(&self) -> Option<Job> {
+        let mut state = self.state();
+        if state.in_flight >= self.limits.max_in_flight {
+            return None;
+        }
+        while let Some(endpoint) = state.ready.pop_front() {
+            let cap = self.limits.per_endpoint_in_flight;
+            let Some(lane) = state.lanes.get_mut(&endpoint) else {
+                continue;
+            };
+            lane.ready = false;
+            let Some(job) = lane.queue.pop_front() else {
+                continue;
+            };
+            lane.in_flight += 1;
+            if !lane.queue.is_empty() && lane.in_flight < cap {
+                lane.ready = true;
+                state.ready.push_back(endpoint);
+            }
+            state.queued -= 1;
+            state.in_flight += 1;
+            return Some(job);
+        }
+        None
+    }
+
+    /// A send to `endpoint` finished.
+    pub(super) fn complete(&self, endpoint: &EndpointId) {
+        let mut state = self.state();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if let Some(lane) = state.lanes.get_mut(endpoint) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            if !lane.ready && !lane.queue.is_empty() {
+                lane.ready = true;
+                state.ready.push_back(endpoint.clone());
+            }
+        }
+        state.drop_idle_lane(endpoint);
+        self.wake.notify_one();
+    }
+
+    /// Resolves when there may be something new to do.
+    pub(super) async fn changed(&self) {
+        self.wake.notified().await;
+    }
+
+    pub(super) fn capacity(&self) -> Capacity {
+        let state = self.state();
+        Capacity {
+            free: self.limits.max_queued.saturating_sub(state.queued),
+            full: state
+                .lanes
+                .iter()
+                .filter(|(_, lane)| lane.waiting() >= self.limits.per_endpoint_queued)
+                .map(|(id, _)| id.clone())
+                .collect(),
+        }
+    }
+
+    /// Takes every queued (not in-flight) delivery out, for shutdown.
+    pub(super) fn drain_queued(&self) -> Vec<Job> {
+        let mut state = self.state();
+        let mut jobs = Vec::new();
+        for lane in state.lanes.values_mut() {
+            jobs.extend(lane.queue.drain(..));
+            lane.ready = false;
+        }
+        state.ready.clear();
+        state.queued = state.lanes.values().map(|l| l.reserved).sum();
+        jobs
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.state().in_flight
+    }
+}
+
+impl State {
+    /// Forgets lanes with nothing in them, so memory follows the work, not
+    /// the number of endpoints ever seen.
+    fn drop_idle_lane(&mut self, endpoint: &EndpointId) {
+        if self
+            .lanes
+            .get(endpoint)
+            .is_some_and(|l| l.queue.is_empty() && l.reserved == 0 && l.in_flight == 0 && !l.ready)
+        {
+            self.lanes.remove(endpoint);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::tests::job_for;
+
+    fn limits() -> Limits {
+        Limits {
+            per_endpoint_in_flight: 2,
+            per_endpoint_queued: 3,
+            max_in_flight: 3,
+            max_queued: 5,
+        }
+    }
+
+    #[test]
+    fn lanes_take_turns_and_respect_their_cap() {
+        let d = Dispatcher::new(Limits {
+            max_queued: 100,
+            per_endpoint_queued: 100,
+            ..limits()
+        });
+        let (a, b) = (job_for(1), job_for(2));
+        for _ in 0..3 {
+            d.push_claimed(a.clone());
+        }
+        d.push_claimed(b.clone());
+        let order: Vec<_> = std::iter::from_fn(|| d.next())
+            .map(|j| j.endpoint_id)
+            .collect();
+        // a, b, a: then a is at its cap of 2 and the total cap of 3 is reached.
+        assert_eq!(
+            order,
+            vec![
+                a.endpoint_id.clone(),
+                b.endpoint_id.clone(),
+                a.endpoint_id.clone()
+            ]
+        );
+        d.complete(&b.endpoint_id);
+        assert!(d.next().is_none(), "a is still at its cap");
+        d.complete(&a.endpoint_id);
+        assert_eq!(d.next().map(|j| j.endpoint_id), Some(a.endpoint_id));
+    }
+
+    #[test]
+    fn reservations_bound_memory_per_endpoint_and_in_total() {
+        let d = Dispatcher::new(limits());
+        let a = job_for(1).endpoint_id;
+        let b = job_for(2).endpoint_id;
+        assert!((0..3).all(|_| d.try_reserve(&a)));
+        assert!(!d.try_reserve(&a), "lane full");
+        assert_eq!(d.capacity().full, vec![a.clone()]);
+        assert!(d.try_reserve(&b) && d.try_reserve(&b));
+        assert!(!d.try_reserve(&b), "total full");
+        assert_eq!(d.capacity().free, 0);
+        d.unreserve(&b);
+        assert_eq!(d.capacity().free, 1);
+    }
+
+    #[test]
+    fn a_blocked_endpoint_does_not_hold_back_others() {
+        let d = Dispatcher::new(Limits {
+            max_in_flight: 10,
+            max_queued: 100,
+            per_endpoint_queued: 100,
+            ..limits()
+        });
+        let slow = job_for(1);
+        for _ in 0..50 {
+            d.push_claimed(slow.clone());
+        }
+        // The slow endpoint's two sends never complete.
+        assert!(d.next().is_some() && d.next().is_some());
+        let fast = job_for(2);
+        for _ in 0..20 {
+            d.push_claimed(fast.clone());
+            let job = d.next().expect("the fast endpoint is served");
+            assert_eq!(job.endpoint_id, fast.endpoint_id);
+            d.complete(&job.endpoint_id);
+        }
+    }
+
+    #[test]
+    fn idle_lanes_are_forgotten_and_drain_returns_queued_work() {
+        let d = Dispatcher::new(limits());
+        let a = job_for(1);
+        d.push_claimed(a.clone());
+        let job = d.next().unwrap();
+        d.complete(&job.endpoint_id);
+        assert!(d.state().lanes.is_empty());
+        d.push_claimed(a.clone());
+        d.push_claimed(a.clone());
+        assert_eq!(d.drain_queued().len(), 2);
+        assert!(d.next().is_none());
+        assert_eq!(d.capacity().free, 5);
+    }
+}

@@ -1,0 +1,222 @@
+//! The outbound HTTP client: hyper over rustls (ring), keep-alive pool,
+//! HTTP/1.1 and HTTP/2 by ALPN, no redirects followed. One timeout covers
+//! connecting, the TLS handshake, the response head and the body read.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{HttpConnector, HttpInfo};
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+
+use super::request::Outbound;
+use crate::domain::delivery::{AttemptError, ErrorClass};
+
+/// How much of a response body is kept.
+pub(super) const BODY_LIMIT: usize = 64 * 1024;
+
+/// What came back from one request.
+#[derive(Debug)]
+pub(super) struct Response {
+    pub(super) status: Option<u16>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: String,
+    pub(super) retry_after: Option<Duration>,
+    pub(super) error: Option<AttemptError>,
+    pub(super) ip_address: Option<IpAddr>,
+    pub(super) elapsed: Duration,
+}
+
+#[derive(Clone)]
+pub(super) struct HttpSender {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl HttpSender {
+    pub(super) fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::from_iter(
+            webpki_roots::TLS_SERVER_ROOTS.iter().cloned(),
+        ))
+        .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        Self { client }
+    }
+
+    /// Sends `request`; every failure is described in the result.
+    pub(super) async fn send(&self, request: Outbound, timeout: Duration) -> Response {
+        let started = Instant::now();
+        let mut http_request = http::Request::post(request.uri)
+            .body(Full::new(request.body))
+            .expect("a POST with a parsed URI is a valid request");
+        *http_request.headers_mut() = request.headers;
+        let connection = hyper_util::client::legacy::connect::capture_connection(&mut http_request);
+
+        let exchange = async {
+            let response = self.client.request(http_request).await?;
+            let ip = response
+                .extensions()
+                .get::<HttpInfo>()
+                .map(|i| i.remote_addr().ip());
+            let (head, mut body) = response.into_parts();
+            let mut kept = Vec::new();
+            while kept.len() < BODY_LIMIT {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            let room = BODY_LIMIT - kept.len();
+                            kept.extend_from_slice(&data[..data.len().min(room)]);
+                        }
+                    }
+                    // A body that breaks off after the head still answered.
+                    Some(Err(_)) | None => break,
+                }
+            }
+            Ok::<_, hyper_util::client::legacy::Error>((head, kept, ip))
+        };
+        let outcome = tokio::time::timeout(timeout, exchange).await;
+        let elapsed = started.elapsed();
+        // Known whenever a connection was made, even if no response came.
+        let connected_ip = || {
+            connection
+                .connection_metadata()
+                .as_ref()
+                .and_then(|connected| {
+                    let mut extras = http::Extensions::new();
+                    connected.get_extras(&mut extras);
+                    extras.get::<HttpInfo>().map(|i| i.remote_addr().ip())
+                })
+        };
+        match outcome {
+            Ok(Ok((head, body, ip))) => Response {
+                status: Some(head.status.as_u16()),
+                retry_after: retry_after(&head.headers),
+                headers: head
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                error: None,
+                ip_address: ip.or_else(connected_ip),
+                elapsed,
+            },
+            Ok(Err(err)) => failed(classify(&err), connected_ip(), elapsed),
+            Err(_) => failed(
+                AttemptError {
+                    class: ErrorClass::Timeout,
+                    message: format!("no response within {} s", timeout.as_secs_f32()),
+                },
+                connected_ip(),
+                elapsed,
+            ),
+        }
+    }
+}
+
+impl Default for HttpSender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn failed(error: AttemptError, ip_address: Option<IpAddr>, elapsed: Duration) -> Response {
+    Response {
+        status: None,
+        headers: Vec::new(),
+        body: String::new(),
+        retry_after: None,
+        error: Some(error),
+        ip_address,
+        elapsed,
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let seconds = (at.timestamp() - chrono::Utc::now().timestamp()).max(0);
+    Some(Duration::from_secs(seconds as u64))
+}
+
+/// Names the failure from the error's cause chain.
+fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {
+    let mut chain = Vec::new();
+    let mut class = ErrorClass::Other;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            class = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => ErrorClass::ConnectionRefused,
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => ErrorClass::ConnectionReset,
+                std::io::ErrorKind::TimedOut => ErrorClass::Timeout,
+                _ if text.contains("failed to lookup address") => ErrorClass::Dns,
+                _ if io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+                {
+                    ErrorClass::Tls
+                }
+                _ => class,
+            };
+        }
+        if cause.is::<rustls::Error>() {
+            class = ErrorClass::Tls;
+        }
+        if text.starts_with("dns error") {
+            class = ErrorClass::Dns;
+        }
+        if chain.last() != Some(&text) {
+            chain.push(text);
+        }
+        source = cause.source();
+    }
+    if class == ErrorClass::Other
+        && chain
+            .iter()
+            .any(|t| t.contains("connection closed") || t.contains("IncompleteMessage"))
+    {
+        class = ErrorClass::ConnectionReset;
+    }
+    AttemptError {
+        class,
+        message: chain.join(": "),
+    }
+}

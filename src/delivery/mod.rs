@@ -1,0 +1,603 @@
+//! The delivery engine: publishes events durably, sends them as signed HTTP
+//! POSTs, retries with backoff and records every attempt.
+//!
+//! Flow: `publish` → [`committer`] (group commit, leases deliveries to this
+//! node) → [`dispatcher`] (fair in-memory lanes) → `send_one` ([`request`] +
+//! [`http`]) → [`results`] (batched writes). The [`poller`] feeds the
+//! dispatcher from the store: retries that come due, overflow, and the
+//! deliveries of nodes that died.
+
+mod cache;
+mod committer;
+mod dispatcher;
+mod http;
+mod poller;
+mod request;
+mod results;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::http::HeaderValue;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use dispatcher::Limits;
+
+use self::cache::EndpointCache;
+use self::committer::CommitRequest;
+use self::dispatcher::Dispatcher;
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Verdict, judge, reason};
+use crate::domain::endpoint::{Endpoint, EndpointStatus};
+use crate::domain::event::{Event, EventTarget, NewEvent};
+use crate::domain::ids::{AttemptId, DeliveryId, EndpointId, EventId, NodeId, ProjectId};
+use crate::domain::retry::RetryPolicy;
+use crate::domain::time::{Clock, Timestamp};
+use crate::store::{
+    DeliveryResult, EndpointFilter, NewDelivery, PublishRecord, Published, Store, StoreError,
+};
+use crate::system;
+
+/// How the engine behaves; the defaults suit a small server.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub retry: RetryPolicy,
+    pub limits: Limits,
+    /// How often the store is checked for due deliveries.
+    pub poll_interval: Duration,
+    /// A node whose heartbeat is older than this is presumed dead and its
+    /// deliveries are taken over (PostgreSQL; an embedded database has one
+    /// process, which takes over its predecessor's at start).
+    pub node_ttl: Duration,
+    pub idempotency_window: Duration,
+    pub max_payload_bytes: usize,
+    /// How long endpoint settings read by senders may be stale when changed
+    /// by another process.
+    pub endpoint_cache_ttl: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            limits: Limits {
+                per_endpoint_in_flight: 64,
+                per_endpoint_queued: 10_000,
+                max_in_flight: 1_024,
+                max_queued: 100_000,
+            },
+            poll_interval: Duration::from_secs(1),
+            node_ttl: Duration::from_secs(30),
+            idempotency_window: Duration::from_secs(24 * 3600),
+            max_payload_bytes: 1024 * 1024,
+            endpoint_cache_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One held delivery on its way through memory.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub delivery_id: DeliveryId,
+    pub project_id: ProjectId,
+    pub endpoint_id: EndpointId,
+    pub event: Arc<Event>,
+    /// Attempts already made.
+    pub attempts: u32,
+}
+
+/// A publish as the API reports it.
+#[derive(Debug, Clone)]
+pub struct PublishedEvent {
+    pub event: Event,
+    pub endpoint_ids: Vec<EndpointId>,
+    pub deliveries: Vec<Delivery>,
+    /// The idempotency key matched an earlier event, which this is.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The event at `index` names a target that does not exist.
+    #[error("events[{index}]: {what} not found")]
+    TargetNotFound { index: usize, what: &'static str },
+    #[error(transparent)]
+    Store(#[from] Arc<StoreError>),
+    #[error("the delivery engine is shutting down")]
+    ShuttingDown,
+}
+
+impl From<StoreError> for PublishError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(Arc::new(err))
+    }
+}
+
+/// State shared by the engine's tasks.
+struct Shared {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    node: NodeId,
+    config: DeliveryConfig,
+    dispatcher: Dispatcher,
+    cache: EndpointCache,
+    http: http::HttpSender,
+    user_agent: HeaderValue,
+    poll_wake: Notify,
+    /// Set when shutdown begins.
+    stopping: CancellationToken,
+}
+
+impl Shared {
+    fn dedup_since(&self) -> Timestamp {
+        let window = i64::try_from(self.config.idempotency_window.as_micros()).unwrap_or(i64::MAX);
+        Timestamp::from_unix_micros(self.clock.now().unix_micros().saturating_sub(window))
+    }
+}
+
+/// Handle to the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    commits: mpsc::Sender<CommitRequest>,
+    results: mpsc::Sender<DeliveryResult>,
+    tasks: TaskTracker,
+    sends: TaskTracker,
+    /// Stops the committer, dispatcher and poller.
+    cancel: CancellationToken,
+}
+
+impl Engine {
+    /// Registers this node and starts the engine's tasks.
+    pub async fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: DeliveryConfig,
+    ) -> Result<Self, StoreError> {
+        let node = NodeId::from_uuid(system::new_uuid());
+        store.heartbeat(&node, clock.now()).await?;
+        if store.is_embedded() {
+            // One process per embedded database: whatever an earlier run held
+            // is free the moment this one starts.
+            store.forget_other_nodes(&node).await?;
+        }
+        let shared = Arc::new(Shared {
+            cache: EndpointCache::new(store.clone(), config.endpoint_cache_ttl),
+            dispatcher: Dispatcher::new(config.limits),
+            http: http::HttpSender::new(),
+            user_agent: HeaderValue::from_static(concat!("hookd/", env!("CARGO_PKG_VERSION"))),
+            poll_wake: Notify::new(),
+            stopping: CancellationToken::new(),
+            store,
+            clock,
+            node,
+            config,
+        });
+        let (commits, commit_rx) = mpsc::channel(4_096);
+        let (results, results_rx) = mpsc::channel(8_192);
+        let tasks = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        tasks.spawn(committer::run(shared.clone(), commit_rx, cancel.clone()));
+        tasks.spawn(results::run(shared.clone(), results_rx));
+        tasks.spawn(poller::run(shared.clone(), cancel.clone()));
+        let engine = Self {
+            shared,
+            commits,
+            results,
+            tasks,
+            sends: TaskTracker::new(),
+            cancel,
+        };
+        engine.tasks.spawn(engine.clone().dispatch());
+        engine.wake();
+        tracing::info!(node = %engine.shared.node, "delivery engine started");
+        Ok(engine)
+    }
+
+    pub fn max_payload_bytes(&self) -> usize {
+        self.shared.config.max_payload_bytes
+    }
+
+    /// Stores the events and their deliveries, durably, then starts sending.
+    pub async fn publish(
+        &self,
+        project: &ProjectId,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<PublishedEvent>, PublishError> {
+        let now = self.shared.clock.now();
+        let mut records = Vec::with_capacity(events.len());
+        let mut targets = Vec::with_capacity(events.len());
+        for (index, new) in events.into_iter().enumerate() {
+            let endpoints = self.resolve(project, &new, index).await?;
+            let event = Event {
+                id: EventId::from_uuid(system::new_uuid()),
+                project_id: project.clone(),
+                event_type: new.event_type,
+                payload: new.payload,
+                custom_headers: new.custom_headers,
+                idempotency_key: new.idempotency_key,
+                created_at: now,
+            };
+            let deliveries = endpoints
+                .iter()
+                .map(|endpoint| {
+                    let refused = match endpoint.status {
+                        EndpointStatus::Paused => Some(reason::ENDPOINT_PAUSED),
+                        EndpointStatus::Inactive => Some(reason::ENDPOINT_INACTIVE),
+                        EndpointStatus::Active | EndpointStatus::Pending => None,
+                    };
+                    NewDelivery {
+                        id: DeliveryId::from_uuid(system::new_uuid()),
+                        endpoint_id: endpoint.id.clone(),
+                        status: if refused.is_some() {
+                            DeliveryStatus::Discarded
+                        } else {
+                            DeliveryStatus::Scheduled
+                        },
+                        lease_owner: None,
+                        description: refused.unwrap_or_default().to_owned(),
+                    }
+                })
+                .collect();
+            targets.push(endpoints.into_iter().map(|e| e.id).collect::<Vec<_>>());
+            records.push(PublishRecord { event, deliveries });
+        }
+
+        let (reply, committed) = oneshot::channel();
+        self.commits
+            .send(CommitRequest { records, reply })
+            .await
+            .map_err(|_| PublishError::ShuttingDown)?;
+        let committed = committed.await.map_err(|_| PublishError::ShuttingDown)??;
+
+        let mut published = Vec::with_capacity(committed.records.len());
+        for ((record, outcome), endpoint_ids) in committed
+            .records
+            .into_iter()
+            .zip(committed.outcomes)
+            .zip(targets)
+        {
+            published.push(match outcome {
+                Published::Stored => PublishedEvent {
+                    deliveries: record
+                        .deliveries
+                        .iter()
+                        .map(|d| new_delivery_view(&record.event, d))
+                        .collect(),
+                    event: record.event,
+                    endpoint_ids,
+                    duplicate: false,
+                },
+                Published::Duplicate(original) => {
+                    let (event, endpoint_ids) =
+                        self.shared.store.get_event(project, &original).await?;
+                    let filter = crate::store::DeliveryFilter {
+                        event_id: Some(original),
+                        ..Default::default()
+                    };
+                    let deliveries = self
+                        .shared
+                        .store
+                        .list_deliveries(project, &filter, None, 10_000)
+                        .await?;
+                    PublishedEvent {
+                        event,
+                        endpoint_ids,
+                        deliveries,
+                        duplicate: true,
+                    }
+                }
+            });
+        }
+        Ok(published)
+    }
+
+    /// The endpoints an event goes to.
+    async fn resolve(
+        &self,
+        project: &ProjectId,
+        new: &NewEvent,
+        index: usize,
+    ) -> Result<Vec<Endpoint>, PublishError> {
+        let store = &self.shared.store;
+        let admits = |e: &Endpoint| e.event_types.admits(&new.event_type);
+        Ok(match &new.target {
+            EventTarget::Endpoint(id) => match store.get_endpoint(project, id).await {
+                Ok(endpoint) => vec![endpoint],
+                Err(StoreError::NotFound) => {
+                    return Err(PublishError::TargetNotFound {
+                        index,
+                        what: "endpoint",
+                    });
+                }
+                Err(err) => return Err(err.into()),
+            },
+            EventTarget::Owner(owner) => {
+                let filter = EndpointFilter {
+                    owner_id: Some(owner.clone()),
+                    status: None,
+                };
+                let owned = store
+                    .list_endpoints(project, &filter, None, u32::MAX)
+                    .await?;
+                if owned.is_empty() {
+                    return Err(PublishError::TargetNotFound {
+                        index,
+                        what: "owner_id",
+                    });
+                }
+                owned.into_iter().filter(admits).collect()
+            }
+            EventTarget::Broadcast => store
+                .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
+                .await?
+                .into_iter()
+                .filter(admits)
+                .collect(),
+        })
+    }
+
+    /// Claims and queues whatever is due now; returns how many. The poller
+    /// does this every `poll_interval`; tests call it after moving the clock.
+    pub async fn tick(&self) -> Result<usize, StoreError> {
+        poller::tick(&self.shared).await
+    }
+
+    /// Asks the poller to look at the store now.
+    pub fn wake(&self) {
+        self.shared.poll_wake.notify_one();
+    }
+
+    /// An endpoint changed or was deleted through this process.
+    pub fn endpoint_changed(&self, id: &EndpointId) {
+        self.shared.cache.invalidate(id);
+    }
+
+    /// Stops taking work, lets sends in flight finish for up to `grace`,
+    /// writes their results, and hands every delivery still queued back to
+    /// the store for whoever runs next.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shared.stopping.cancel();
+        self.cancel.cancel();
+        self.sends.close();
+        if tokio::time::timeout(grace, self.sends.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.shared.dispatcher.in_flight(),
+                "sends still in flight after the grace period; they will be sent again"
+            );
+        }
+        let queued = self.shared.dispatcher.drain_queued().len();
+        self.tasks.close();
+        // The results task ends once every sender is gone: ours is dropped
+        // with the last engine handle, so wait only for the rest.
+        let _ = tokio::time::timeout(grace, async {
+            while self.results.strong_count() > 1 + self.engine_handles() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        match self
+            .shared
+            .store
+            .release_node(&self.shared.node, self.shared.clock.now())
+            .await
+        {
+            Ok(released) => tracing::info!(queued, released, "delivery engine stopped"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not hand back held deliveries; others take them after the node TTL")
+            }
+        }
+    }
+
+    fn engine_handles(&self) -> usize {
+        Arc::strong_count(&self.shared).saturating_sub(1)
+    }
+
+    /// Starts sends while the dispatcher has work and room.
+    async fn dispatch(self) {
+        loop {
+            while let Some(job) = self.shared.dispatcher.next() {
+                let shared = self.shared.clone();
+                let results = self.results.clone();
+                self.sends.spawn(async move {
+                    let endpoint = job.endpoint_id.clone();
+                    let result = send_one(&shared, job).await;
+                    if results.send(result).await.is_err() {
+                        tracing::error!("result writer is gone; a delivery result was lost");
+                    }
+                    shared.dispatcher.complete(&endpoint);
+                });
+            }
+            tokio::select! {
+                () = self.shared.dispatcher.changed() => {}
+                () = self.cancel.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// What the API shows for a delivery just stored.
+fn new_delivery_view(event: &Event, new: &NewDelivery) -> Delivery {
+    Delivery {
+        id: new.id.clone(),
+        project_id: event.project_id.clone(),
+        event_id: event.id.clone(),
+        endpoint_id: new.endpoint_id.clone(),
+        event_type: event.event_type.clone(),
+        status: new.status,
+        attempts: 0,
+        next_attempt_at: (new.status != DeliveryStatus::Discarded).then_some(event.created_at),
+        acknowledged_at: event.created_at,
+        updated_at: event.created_at,
+        description: new.description.clone(),
+        last_http_status: None,
+    }
+}
+
+/// Pause before a delivery whose endpoint could not be read is tried again.
+const UNREADABLE_ENDPOINT_PAUSE: i64 = 5_000_000;
+
+/// Sends one delivery (or discards it, if its endpoint may no longer
+/// receive) and says what happened.
+async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
+    let snapshot = match shared.cache.get(&job.endpoint_id).await {
+        Ok(Some(snapshot)) if snapshot.endpoint.project_id == job.project_id => snapshot,
+        Ok(_) => {
+            return DeliveryResult::Discarded {
+                delivery_id: job.delivery_id,
+                description: reason::ENDPOINT_DELETED.to_owned(),
+            };
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, endpoint = %job.endpoint_id, "cannot read endpoint; delivery put back");
+            let at = shared.clock.now().unix_micros() + UNREADABLE_ENDPOINT_PAUSE;
+            return DeliveryResult::Released {
+                delivery_id: job.delivery_id,
+                at: Timestamp::from_unix_micros(at),
+            };
+        }
+    };
+    let endpoint = &snapshot.endpoint;
+    let refused = match endpoint.status {
+        EndpointStatus::Paused => Some(reason::ENDPOINT_PAUSED),
+        EndpointStatus::Inactive => Some(reason::ENDPOINT_INACTIVE),
+        EndpointStatus::Active | EndpointStatus::Pending => None,
+    };
+    if let Some(description) = refused {
+        return DeliveryResult::Discarded {
+            delivery_id: job.delivery_id,
+            description: description.to_owned(),
+        };
+    }
+
+    let number = job.attempts + 1;
+    let requested_at = shared.clock.now();
+    let secrets = snapshot.signing_secrets(requested_at);
+    let mut attempt = Attempt {
+        id: AttemptId::from_uuid(system::new_uuid()),
+        delivery_id: job.delivery_id.clone(),
+        project_id: job.project_id.clone(),
+        number,
+        url: endpoint.url.as_str().to_owned(),
+        requested_at,
+        responded_at: None,
+        http_status: None,
+        error: None,
+        ip_address: None,
+        request_headers: Vec::new(),
+        response_headers: Vec::new(),
+        response_body: String::new(),
+        duration_ms: 0,
+    };
+    let mut retry_after = None;
+    match request::build(
+        &job,
+        endpoint,
+        &secrets,
+        number,
+        requested_at,
+        &shared.user_agent,
+    ) {
+        Ok(outbound) => {
+            attempt.request_headers = outbound.recorded_headers.clone();
+            let timeout = Duration::from_secs(u64::from(endpoint.timeout.get()));
+            let response = shared.http.send(outbound, timeout).await;
+            attempt.responded_at = response.status.map(|_| shared.clock.now());
+            attempt.http_status = response.status;
+            attempt.error = response.error;
+            attempt.ip_address = response.ip_address;
+            attempt.response_headers = response.headers;
+            attempt.response_body = response.body;
+            attempt.duration_ms = u32::try_from(response.elapsed.as_millis()).unwrap_or(u32::MAX);
+            retry_after = response.retry_after;
+        }
+        Err(message) => {
+            attempt.error = Some(crate::domain::delivery::AttemptError {
+                class: crate::domain::delivery::ErrorClass::Other,
+                message,
+            });
+        }
+    }
+    let verdict = judge(
+        attempt.http_status,
+        retry_after,
+        number,
+        &shared.config.retry,
+        system::random_fraction(),
+        shared.clock.now(),
+    );
+    let description = match &verdict {
+        Verdict::Success => String::new(),
+        Verdict::Failure { description } => description.clone(),
+        Verdict::Retry { .. } => match (&attempt.error, attempt.http_status) {
+            (Some(error), _) => error.to_string(),
+            (None, Some(status)) => format!("HTTP {status}"),
+            (None, None) => String::new(),
+        },
+    };
+    if let Some(error) = &attempt.error {
+        tracing::debug!(delivery = %attempt.delivery_id, %error, "attempt failed");
+    }
+    DeliveryResult::Attempted {
+        attempt: Box::new(attempt),
+        verdict,
+        description,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Fixtures for the engine's unit tests.
+
+    use super::*;
+    use crate::domain::event::Payload;
+    use crate::domain::fields::{
+        ContentType, CustomHeaders, Description, EndpointName, EndpointUrl, EventType,
+        EventTypeFilter, TimeoutSeconds,
+    };
+    use crate::domain::signature::SignatureConfig;
+
+    /// A job for endpoint number `n` (same `n`, same endpoint).
+    pub(crate) fn job_for(n: u128) -> Job {
+        let project = ProjectId::from_uuid(uuid::Uuid::from_u128(7));
+        Job {
+            delivery_id: DeliveryId::from_uuid(uuid::Uuid::from_u128(1000 + n)),
+            project_id: project.clone(),
+            endpoint_id: EndpointId::from_uuid(uuid::Uuid::from_u128(n)),
+            event: Arc::new(Event {
+                id: EventId::from_uuid(uuid::Uuid::from_u128(2000 + n)),
+                project_id: project,
+                event_type: EventType::parse("order.paid").unwrap(),
+                payload: Payload::parse(r#"{"order": 42, "note": "ünïcode"}"#, 1024).unwrap(),
+                custom_headers: CustomHeaders::default(),
+                idempotency_key: None,
+                created_at: Timestamp::from_unix_micros(1),
+            }),
+            attempts: 0,
+        }
+    }
+
+    pub(crate) fn endpoint_with(content_type: ContentType, signature: SignatureConfig) -> Endpoint {
+        Endpoint::new(
+            EndpointId::from_uuid(uuid::Uuid::from_u128(1)),
+            ProjectId::from_uuid(uuid::Uuid::from_u128(7)),
+            crate::domain::endpoint::EndpointSpec {
+                name: EndpointName::parse("e").unwrap(),
+                url: EndpointUrl::parse("https://example.com/hook").unwrap(),
+                headers: CustomHeaders::default(),
+                timeout: TimeoutSeconds::DEFAULT,
+                owner_id: None,
+                description: Description::default(),
+                content_type,
+                rate_limit: None,
+                event_types: EventTypeFilter::default(),
+                signature,
+            },
+            Timestamp::from_unix_micros(1),
+        )
+    }
+}

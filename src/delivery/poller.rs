@@ -1,0 +1,95 @@
+//! Takes due deliveries from the store: retries whose time has come,
+//! deliveries published while memory was full, and those held by a node that
+//! died. Also keeps this node's heartbeat fresh, which is what keeps other
+//! nodes away from the deliveries it holds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Job, Shared};
+use crate::domain::ids::EventId;
+use crate::domain::time::Timestamp;
+use crate::store::StoreError;
+
+/// Deliveries claimed per query, at most.
+const CLAIM_BATCH: u32 = 1_000;
+
+/// Claims what is due now and queues it. Returns how many were claimed.
+pub(super) async fn tick(shared: &Shared) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let capacity = shared.dispatcher.capacity();
+        let limit = u32::try_from(capacity.free)
+            .unwrap_or(u32::MAX)
+            .min(CLAIM_BATCH);
+        if limit == 0 {
+            return Ok(total);
+        }
+        let now = shared.clock.now();
+        let alive_since = Timestamp::from_unix_micros(
+            now.unix_micros()
+                - i64::try_from(shared.config.node_ttl.as_micros()).unwrap_or(i64::MAX),
+        );
+        let claimed = shared
+            .store
+            .claim_due(&shared.node, now, alive_since, &capacity.full, limit)
+            .await?;
+        let count = claimed.len();
+        if count > 0 {
+            let ids: Vec<EventId> = claimed.iter().map(|d| d.event_id.clone()).collect();
+            let events: HashMap<EventId, Arc<crate::domain::event::Event>> = shared
+                .store
+                .events_by_ids(&ids)
+                .await?
+                .into_iter()
+                .map(|e| (e.id.clone(), Arc::new(e)))
+                .collect();
+            for delivery in claimed {
+                let Some(event) = events.get(&delivery.event_id) else {
+                    tracing::error!(delivery = %delivery.id, "claimed delivery has no event");
+                    continue;
+                };
+                shared.dispatcher.push_claimed(Job {
+                    delivery_id: delivery.id,
+                    project_id: delivery.project_id,
+                    endpoint_id: delivery.endpoint_id,
+                    event: event.clone(),
+                    attempts: delivery.attempts,
+                });
+            }
+        }
+        total += count;
+        if count < limit as usize {
+            return Ok(total);
+        }
+    }
+}
+
+/// Polls every `poll_interval` (sooner when woken) and heart-beats every
+/// `node_ttl / 3`, until cancelled.
+pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    let heartbeat_every = shared.config.node_ttl / 3;
+    let mut last_heartbeat = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(shared.config.poll_interval) => {}
+            () = shared.poll_wake.notified() => {}
+            () = cancel.cancelled() => return,
+        }
+        if last_heartbeat.elapsed() >= heartbeat_every {
+            match shared
+                .store
+                .heartbeat(&shared.node, shared.clock.now())
+                .await
+            {
+                Ok(()) => last_heartbeat = tokio::time::Instant::now(),
+                Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
+            }
+        }
+        if let Err(err) = tick(&shared).await {
+            tracing::warn!(error = %err, "claiming due deliveries failed");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Writes what happened to deliveries, many per transaction. Senders hand
+//! results over a bounded channel, so a slow database slows sending rather
+//! than growing memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::store::DeliveryResult;
+
+/// Results per transaction, at most.
+const MAX_BATCH: usize = 1_000;
+/// Pause before writing a failed batch again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Runs until every sender is gone, then writes what is left.
+pub(super) async fn run(shared: Arc<Shared>, mut results: mpsc::Receiver<DeliveryResult>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while results.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        write(&shared, &batch).await;
+        batch.clear();
+    }
+}
+
+/// Keeps trying: a result that is never written means the delivery is sent
+/// again after this node's lease lapses, which is allowed (at least once)
+/// but worth avoiding. Gives up only when the engine is told to stop.
+async fn write(shared: &Shared, batch: &[DeliveryResult]) {
+    loop {
+        match shared
+            .store
+            .record_results(&shared.node, batch, shared.clock.now())
+            .await
+        {
+            Ok(()) => return,
+            Err(err) if shared.stopping.is_cancelled() => {
+                tracing::error!(error = %err, results = batch.len(), "could not record delivery results at shutdown; they will be sent again");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, results = batch.len(), "recording delivery results failed; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}

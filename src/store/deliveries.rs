@@ -1,0 +1,476 @@
+//! Deliveries and attempts: what the API reads and retries, and what the
+//! delivery engine claims and records.
+
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, TransactionTrait,
+};
+
+use super::entities::{delivery, delivery_attempt, node};
+use super::{Store, StoreError};
+use crate::domain::delivery::{
+    Attempt, AttemptError, Delivery, DeliveryStatus, ErrorClass, Verdict,
+};
+use crate::domain::fields::EventType;
+use crate::domain::ids::{DeliveryId, EndpointId, EventId, NodeId, ProjectId};
+use crate::domain::time::Timestamp;
+
+/// Which deliveries a list call wants.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub event_id: Option<EventId>,
+    pub endpoint_id: Option<EndpointId>,
+    /// Any of these; empty means all.
+    pub statuses: Vec<DeliveryStatus>,
+    pub created_after: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+}
+
+/// What the engine did with a delivery it held.
+#[derive(Debug, Clone)]
+pub enum DeliveryResult {
+    /// An HTTP attempt was made.
+    Attempted {
+        attempt: Box<Attempt>,
+        verdict: Verdict,
+        description: String,
+    },
+    /// Not sent, and never will be unless retried by hand.
+    Discarded {
+        delivery_id: DeliveryId,
+        description: String,
+    },
+    /// Handed back unsent, due again at `at`.
+    Released {
+        delivery_id: DeliveryId,
+        at: Timestamp,
+    },
+}
+
+const WRITE_CHUNK: usize = 1000;
+
+impl Store {
+    pub async fn get_delivery(
+        &self,
+        project: &ProjectId,
+        id: &DeliveryId,
+    ) -> Result<Delivery, StoreError> {
+        let row = delivery::Entity::find_by_id(id.as_str())
+            .filter(delivery::Column::ProjectId.eq(project.as_str()))
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        delivery_from_row(row)
+    }
+
+    /// Newest first, up to `limit`, before the id `before`.
+    pub async fn list_deliveries(
+        &self,
+        project: &ProjectId,
+        filter: &DeliveryFilter,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut condition = filter_condition(project, filter);
+        if let Some(cursor) = before {
+            condition = condition.add(delivery::Column::Id.lt(cursor.as_str()));
+        }
+        delivery::Entity::find()
+            .filter(condition)
+            .order_by_desc(delivery::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    /// Oldest first.
+    pub async fn list_attempts(
+        &self,
+        project: &ProjectId,
+        id: &DeliveryId,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        self.get_delivery(project, id).await?;
+        delivery_attempt::Entity::find()
+            .filter(delivery_attempt::Column::DeliveryId.eq(id.as_str()))
+            .order_by_asc(delivery_attempt::Column::Number)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(attempt_from_row)
+            .collect()
+    }
+
+    /// Schedules a FAILURE or DISCARDED delivery again at `now`. `Ok(Err(status))`
+    /// names the status that does not allow it.
+    pub async fn retry_delivery(
+        &self,
+        project: &ProjectId,
+        id: &DeliveryId,
+        now: Timestamp,
+    ) -> Result<Result<Delivery, DeliveryStatus>, StoreError> {
+        let filter = DeliveryFilter::default();
+        let updated = reschedule(
+            filter_condition(project, &filter).add(delivery::Column::Id.eq(id.as_str())),
+            now,
+        )
+        .exec(&self.db)
+        .await?;
+        let delivery = self.get_delivery(project, id).await?;
+        if updated.rows_affected == 0 {
+            return Ok(Err(delivery.status));
+        }
+        Ok(Ok(delivery))
+    }
+
+    /// Schedules every FAILURE or DISCARDED delivery matching `filter` again.
+    /// Statuses in the filter other than those two match nothing.
+    pub async fn retry_deliveries(
+        &self,
+        project: &ProjectId,
+        filter: &DeliveryFilter,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        Ok(reschedule(filter_condition(project, filter), now)
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
+    /// Marks up to `limit` due deliveries as held by `me` and returns them:
+    /// SCHEDULED or RETRY ones whose time has come, and PROCESSING ones whose
+    /// holder stopped heart-beating before `alive_since` (it died). Skips the
+    /// endpoints in `skip` (their queues are full). Claims are exclusive even
+    /// with several processes: PostgreSQL skips rows another claim has locked
+    /// and re-checks the holder; SQLite has a single writer.
+    pub async fn claim_due(
+        &self,
+        me: &NodeId,
+        now: Timestamp,
+        alive_since: Timestamp,
+        skip: &[EndpointId],
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let claimable = || {
+            let alive = Query::select()
+                .column(node::Column::Id)
+                .from(node::Entity)
+                .and_where(node::Column::HeartbeatAt.gte(alive_since.unix_micros()))
+                .to_owned();
+            Condition::all()
+                .add(delivery::Column::Status.is_in([
+                    DeliveryStatus::Scheduled.as_str(),
+                    DeliveryStatus::Retry.as_str(),
+                    DeliveryStatus::Processing.as_str(),
+                ]))
+                .add(delivery::Column::NextAttemptAt.lte(now.unix_micros()))
+                .add(
+                    Condition::any()
+                        .add(delivery::Column::LeaseOwner.is_null())
+                        .add(
+                            Condition::all()
+                                .add(delivery::Column::LeaseOwner.ne(me.as_str()))
+                                .add(delivery::Column::LeaseOwner.not_in_subquery(alive)),
+                        ),
+                )
+        };
+        let mut candidates =
+            delivery::Entity::find()
+                .select_only()
+                .column(delivery::Column::Id)
+                .filter(claimable().add(
+                    delivery::Column::EndpointId.is_not_in(skip.iter().map(EndpointId::as_str)),
+                ))
+                .order_by_asc(delivery::Column::NextAttemptAt)
+                .limit(u64::from(limit))
+                .into_query();
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            candidates.lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            );
+        }
+        let rows = delivery::Entity::update_many()
+            .col_expr(delivery::Column::LeaseOwner, Expr::value(me.as_str()))
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::Processing.as_str()),
+            )
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()))
+            .filter(delivery::Column::Id.in_subquery(candidates))
+            .filter(claimable())
+            .exec_with_returning(&self.db)
+            .await?;
+        rows.into_iter().map(delivery_from_row).collect()
+    }
+
+    /// Records what happened to held deliveries, in one transaction. A
+    /// delivery no longer held by `me` (another node took it over after
+    /// presuming `me` dead) keeps its state; its attempt is still recorded.
+    pub async fn record_results(
+        &self,
+        me: &NodeId,
+        results: &[DeliveryResult],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        let attempts: Vec<delivery_attempt::ActiveModel> = results
+            .iter()
+            .filter_map(|r| match r {
+                DeliveryResult::Attempted { attempt, .. } => Some(attempt_row(attempt)),
+                _ => None,
+            })
+            .collect();
+        for chunk in attempts.chunks(WRITE_CHUNK) {
+            delivery_attempt::Entity::insert_many(chunk.iter().cloned())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        for result in results {
+            let (id, mut update) = match result {
+                DeliveryResult::Attempted {
+                    attempt,
+                    verdict,
+                    description,
+                } => {
+                    let (status, next) = match verdict {
+                        Verdict::Success => (DeliveryStatus::Success, None),
+                        Verdict::Retry { at } => (DeliveryStatus::Retry, Some(at.unix_micros())),
+                        Verdict::Failure { .. } => (DeliveryStatus::Failure, None),
+                    };
+                    let mut update = settle(status, next, description);
+                    update = update.col_expr(
+                        delivery::Column::Attempts,
+                        Expr::value(attempt.number as i32),
+                    );
+                    if let Some(http) = attempt.http_status {
+                        update = update.col_expr(
+                            delivery::Column::LastHttpStatus,
+                            Expr::value(i32::from(http)),
+                        );
+                    }
+                    (&attempt.delivery_id, update)
+                }
+                DeliveryResult::Discarded {
+                    delivery_id,
+                    description,
+                } => (
+                    delivery_id,
+                    settle(DeliveryStatus::Discarded, None, description),
+                ),
+                DeliveryResult::Released { delivery_id, at } => (
+                    delivery_id,
+                    settle(DeliveryStatus::Scheduled, Some(at.unix_micros()), ""),
+                ),
+            };
+            update = update.col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()));
+            update
+                .filter(delivery::Column::Id.eq(id.as_str()))
+                .filter(delivery::Column::LeaseOwner.eq(me.as_str()))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Announces a node (or refreshes its heartbeat).
+    pub async fn heartbeat(&self, me: &NodeId, now: Timestamp) -> Result<(), StoreError> {
+        let updated = node::Entity::update_many()
+            .col_expr(node::Column::HeartbeatAt, Expr::value(now.unix_micros()))
+            .filter(node::Column::Id.eq(me.as_str()))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            node::Entity::insert(node::ActiveModel {
+                id: Set(me.to_string()),
+                started_at: Set(now.unix_micros()),
+                heartbeat_at: Set(now.unix_micros()),
+            })
+            .exec_without_returning(&self.db)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Hands back every delivery `me` holds and forgets the node: on a clean
+    /// shutdown, so others need not wait for its heartbeat to go stale.
+    pub async fn release_node(&self, me: &NodeId, now: Timestamp) -> Result<u64, StoreError> {
+        let released = delivery::Entity::update_many()
+            .col_expr(
+                delivery::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::Scheduled.as_str()),
+            )
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()))
+            .filter(delivery::Column::LeaseOwner.eq(me.as_str()))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Processing.as_str()))
+            .exec(&self.db)
+            .await?;
+        node::Entity::delete_by_id(me.as_str())
+            .exec(&self.db)
+            .await?;
+        Ok(released.rows_affected)
+    }
+
+    /// Forgets every other node: for an embedded (single-process) database,
+    /// where any other holder is a previous run of this process that died.
+    pub async fn forget_other_nodes(&self, me: &NodeId) -> Result<(), StoreError> {
+        node::Entity::delete_many()
+            .filter(node::Column::Id.ne(me.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// True for a single-process embedded database.
+    pub fn is_embedded(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Sqlite
+    }
+}
+
+fn settle(
+    status: DeliveryStatus,
+    next: Option<i64>,
+    description: &str,
+) -> sea_orm::UpdateMany<delivery::Entity> {
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+        .col_expr(
+            delivery::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(delivery::Column::Description, Expr::value(description))
+}
+
+fn reschedule(condition: Condition, now: Timestamp) -> sea_orm::UpdateMany<delivery::Entity> {
+    settle(DeliveryStatus::Scheduled, Some(now.unix_micros()), "")
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()))
+        .filter(condition)
+        .filter(delivery::Column::Status.is_in([
+            DeliveryStatus::Failure.as_str(),
+            DeliveryStatus::Discarded.as_str(),
+        ]))
+}
+
+fn filter_condition(project: &ProjectId, filter: &DeliveryFilter) -> Condition {
+    let mut condition = Condition::all().add(delivery::Column::ProjectId.eq(project.as_str()));
+    if let Some(event) = &filter.event_id {
+        condition = condition.add(delivery::Column::EventId.eq(event.as_str()));
+    }
+    if let Some(endpoint) = &filter.endpoint_id {
+        condition = condition.add(delivery::Column::EndpointId.eq(endpoint.as_str()));
+    }
+    if !filter.statuses.is_empty() {
+        condition = condition
+            .add(delivery::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+    }
+    if let Some(after) = filter.created_after {
+        condition = condition.add(delivery::Column::CreatedAt.gte(after.unix_micros()));
+    }
+    if let Some(before) = filter.created_before {
+        condition = condition.add(delivery::Column::CreatedAt.lt(before.unix_micros()));
+    }
+    condition
+}
+
+fn attempt_row(a: &Attempt) -> delivery_attempt::ActiveModel {
+    delivery_attempt::ActiveModel {
+        id: Set(a.id.to_string()),
+        delivery_id: Set(a.delivery_id.to_string()),
+        project_id: Set(a.project_id.to_string()),
+        number: Set(a.number as i32),
+        url: Set(a.url.clone()),
+        requested_at: Set(a.requested_at.unix_micros()),
+        responded_at: Set(a.responded_at.map(Timestamp::unix_micros)),
+        http_status: Set(a.http_status.map(i32::from)),
+        error: Set(a.error.as_ref().map(ToString::to_string)),
+        ip_address: Set(a.ip_address.map(|ip| ip.to_string()).unwrap_or_default()),
+        request_headers: Set(super::json_text(&a.request_headers)),
+        response_headers: Set(super::json_text(&a.response_headers)),
+        response_body: Set(a.response_body.clone()),
+        duration_ms: Set(i32::try_from(a.duration_ms).unwrap_or(i32::MAX)),
+    }
+}
+
+fn delivery_from_row(row: delivery::Model) -> Result<Delivery, StoreError> {
+    let corrupt = |field: &str, detail: String| StoreError::Corrupt {
+        table: "deliveries",
+        detail: format!("{} {field}: {detail}", row.id),
+    };
+    Ok(Delivery {
+        id: row
+            .id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("id", e.0))?,
+        project_id: row
+            .project_id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("project_id", e.0))?,
+        event_id: row
+            .event_id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("event_id", e.0))?,
+        endpoint_id: row
+            .endpoint_id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("endpoint_id", e.0))?,
+        event_type: EventType::parse(&row.event_type).map_err(|e| corrupt("event_type", e.0))?,
+        status: DeliveryStatus::from_stored(&row.status)
+            .ok_or_else(|| corrupt("status", row.status.clone()))?,
+        attempts: u32::try_from(row.attempts).unwrap_or(0),
+        next_attempt_at: row.next_attempt_at.map(Timestamp::from_unix_micros),
+        acknowledged_at: Timestamp::from_unix_micros(row.acknowledged_at),
+        updated_at: Timestamp::from_unix_micros(row.updated_at),
+        last_http_status: u16::try_from(row.last_http_status).ok().filter(|s| *s != 0),
+        description: row.description,
+    })
+}
+
+fn attempt_from_row(row: delivery_attempt::Model) -> Result<Attempt, StoreError> {
+    let corrupt = |field: &str, detail: String| StoreError::Corrupt {
+        table: "delivery_attempts",
+        detail: format!("{} {field}: {detail}", row.id),
+    };
+    let error = row.error.as_deref().map(|text| {
+        let (class, message) = text.split_once(": ").unwrap_or(("other", text));
+        AttemptError {
+            class: ErrorClass::from_stored(class),
+            message: message.to_owned(),
+        }
+    });
+    Ok(Attempt {
+        id: row
+            .id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("id", e.0))?,
+        delivery_id: row
+            .delivery_id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("delivery_id", e.0))?,
+        project_id: row
+            .project_id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("project_id", e.0))?,
+        number: u32::try_from(row.number).unwrap_or(0),
+        url: row.url,
+        requested_at: Timestamp::from_unix_micros(row.requested_at),
+        responded_at: row.responded_at.map(Timestamp::from_unix_micros),
+        http_status: row.http_status.and_then(|s| u16::try_from(s).ok()),
+        error,
+        ip_address: row.ip_address.parse().ok(),
+        request_headers: serde_json::from_str(&row.request_headers)
+            .map_err(|e| corrupt("request_headers", e.to_string()))?,
+        response_headers: serde_json::from_str(&row.response_headers)
+            .map_err(|e| corrupt("response_headers", e.to_string()))?,
+        response_body: row.response_body,
+        duration_ms: u32::try_from(row.duration_ms).unwrap_or(0),
+    })
+}
