@@ -344,6 +344,12 @@ impl Engine {
         poller::tick(&self.shared).await
     }
 
+    /// Refreshes this node's heartbeat now (the poller does so every third
+    /// of `node_ttl`).
+    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        poller::heartbeat(&self.shared).await
+    }
+
     /// Asks the poller to look at the store now.
     pub fn wake(&self) {
         self.shared.poll_wake.notify_one();

@@ -67,6 +67,15 @@ pub(super) async fn tick(shared: &Shared) -> Result<usize, StoreError> {
     }
 }
 
+/// Tells the other nodes this one is alive (as of its clock's now). Node
+/// clocks must agree to well within `node_ttl` (NTP does).
+pub(super) async fn heartbeat(shared: &Shared) -> Result<(), StoreError> {
+    shared
+        .store
+        .heartbeat(&shared.node, shared.clock.now())
+        .await
+}
+
 /// Polls every `poll_interval` (sooner when woken) and heart-beats every
 /// `node_ttl / 3`, until cancelled.
 pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {

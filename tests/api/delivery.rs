@@ -187,3 +187,225 @@ db_test!(
         assert_eq!(again.code(), Code::FailedPrecondition);
     }
 );
+
+async fn set_status(app: &TestApp, id: &str, status: pb::EndpointStatus) {
+    app.endpoints()
+        .await
+        .update_endpoint(pb::UpdateEndpointRequest {
+            endpoint: Some(pb::Endpoint {
+                id: id.to_owned(),
+                status: status as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+        })
+        .await
+        .expect("status set");
+}
+
+async fn publish_one(app: &TestApp, endpoint: &str) -> String {
+    app.events()
+        .await
+        .create_event(to_endpoint(endpoint, r#"{"n":1}"#))
+        .await
+        .expect("published")
+        .into_inner()
+        .deliveries[0]
+        .id
+        .clone()
+}
+
+/// Moves the clock past any backoff and runs the poller once.
+async fn skip_backoff(app: &TestApp) {
+    app.clock.advance(Duration::from_secs(7 * 3600));
+    app.engine.tick().await.expect("tick");
+}
+
+db_test!(
+    paused_endpoints_get_nothing_new_or_queued_until_resumed,
+    |app| async move {
+        let receiver = TestReceiver::start().await;
+        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
+
+        // Paused at publish: discarded at once, never sent.
+        set_status(&app, &endpoint.id, pb::EndpointStatus::Paused).await;
+        let at_publish = app
+            .events()
+            .await
+            .create_event(to_endpoint(&endpoint.id, "{}"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            at_publish.deliveries[0].status,
+            pb::DeliveryStatus::Discarded as i32
+        );
+        assert_eq!(at_publish.deliveries[0].description, "Endpoint is paused");
+
+        // Paused while waiting to retry: discarded when its turn comes.
+        set_status(&app, &endpoint.id, pb::EndpointStatus::Active).await;
+        receiver.respond_sequence(vec![Behavior::Status(500)]);
+        let waiting = publish_one(&app, &endpoint.id).await;
+        receiver.next_request(WAIT).await;
+        wait_for_delivery(&app, &waiting, pb::DeliveryStatus::Retry, WAIT).await;
+        set_status(&app, &endpoint.id, pb::EndpointStatus::Paused).await;
+        skip_backoff(&app).await;
+        let discarded =
+            wait_for_delivery(&app, &waiting, pb::DeliveryStatus::Discarded, WAIT).await;
+        assert_eq!(discarded.description, "Endpoint is paused");
+        assert_eq!(discarded.attempts, 1, "no attempt was made after the pause");
+        receiver.expect_no_request(Duration::from_millis(300)).await;
+
+        // Resumed: both discarded deliveries can be retried, in one batch.
+        set_status(&app, &endpoint.id, pb::EndpointStatus::Active).await;
+        let retried = app
+            .events()
+            .await
+            .batch_retry_deliveries(pb::BatchRetryDeliveriesRequest {
+                endpoint_id: endpoint.id.clone(),
+                statuses: vec![pb::DeliveryStatus::Discarded as i32],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(retried.scheduled, 2);
+        receiver.wait_for_count(3, WAIT).await;
+        wait_for_delivery(&app, &waiting, pb::DeliveryStatus::Success, WAIT).await;
+        wait_for_delivery(
+            &app,
+            &at_publish.deliveries[0].id,
+            pb::DeliveryStatus::Success,
+            WAIT,
+        )
+        .await;
+    }
+);
+
+db_test!(
+    deliveries_of_a_deleted_endpoint_are_discarded,
+    |app| async move {
+        let receiver = TestReceiver::start().await;
+        receiver.respond_sequence(vec![Behavior::Status(503)]);
+        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
+        let id = publish_one(&app, &endpoint.id).await;
+        receiver.next_request(WAIT).await;
+        wait_for_delivery(&app, &id, pb::DeliveryStatus::Retry, WAIT).await;
+        app.endpoints()
+            .await
+            .delete_endpoint(pb::DeleteEndpointRequest {
+                id: endpoint.id.clone(),
+            })
+            .await
+            .unwrap();
+        skip_backoff(&app).await;
+        let discarded = wait_for_delivery(&app, &id, pb::DeliveryStatus::Discarded, WAIT).await;
+        assert_eq!(discarded.description, "Endpoint was deleted");
+        receiver.expect_no_request(Duration::from_millis(300)).await;
+    }
+);
+
+async fn attempts_of(app: &TestApp, delivery: &str) -> Vec<pb::DeliveryAttempt> {
+    app.events()
+        .await
+        .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
+            delivery_id: delivery.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .attempts
+}
+
+db_test!(failed_attempts_record_what_went_wrong, |app| async move {
+    // Connection refused: no response, no address.
+    let refusing = TestReceiver::start_refusing();
+    let mut endpoints = app.endpoints().await;
+    let dead = endpoints
+        .create_endpoint(pb::CreateEndpointRequest {
+            endpoint: Some(pb::Endpoint {
+                name: "dead".into(),
+                url: format!("http://{refusing}/hook"),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = publish_one(&app, &dead.id).await;
+    let delivery = wait_for_delivery(&app, &refused, pb::DeliveryStatus::Retry, WAIT).await;
+    assert!(
+        delivery.description.starts_with("connection_refused"),
+        "{}",
+        delivery.description
+    );
+    let attempt = &attempts_of(&app, &refused).await[0];
+    assert!(
+        attempt.error.starts_with("connection_refused: "),
+        "{}",
+        attempt.error
+    );
+    assert_eq!(
+        (attempt.http_status, attempt.responded_at.is_none()),
+        (None, true)
+    );
+    assert_eq!(attempt.ip_address, "");
+
+    // Timeout: connected, so the address is known, but no response.
+    let hanging = TestReceiver::start().await;
+    hanging.respond_with(Behavior::Hang);
+    let slow = endpoint_at(&app, &hanging, |e| e.timeout_seconds = 1).await;
+    let timed_out = publish_one(&app, &slow.id).await;
+    hanging.next_request(WAIT).await;
+    wait_for_delivery(&app, &timed_out, pb::DeliveryStatus::Retry, WAIT).await;
+    let attempt = &attempts_of(&app, &timed_out).await[0];
+    assert!(attempt.error.starts_with("timeout: "), "{}", attempt.error);
+    assert_eq!(attempt.ip_address, "127.0.0.1");
+    assert_eq!(
+        (attempt.http_status, attempt.responded_at.is_none()),
+        (None, true)
+    );
+    assert!(attempt.duration_ms >= 900, "{}", attempt.duration_ms);
+
+    // A redirect is a failed attempt and is not followed.
+    let redirecting = TestReceiver::start().await;
+    redirecting.respond_with(Behavior::StatusWithHeaders(
+        302,
+        vec![("location".into(), redirecting.url("/elsewhere"))],
+    ));
+    let moved = endpoint_at(&app, &redirecting, |_| {}).await;
+    let redirected = publish_one(&app, &moved.id).await;
+    let delivery = wait_for_delivery(&app, &redirected, pb::DeliveryStatus::Retry, WAIT).await;
+    assert_eq!(
+        (delivery.last_http_status, delivery.description.as_str()),
+        (302, "HTTP 302")
+    );
+    let attempt = &attempts_of(&app, &redirected).await[0];
+    assert_eq!(attempt.http_status, Some(302));
+    assert_eq!(attempt.error, "");
+    assert!(attempt.responded_at.is_some());
+    redirecting
+        .expect_no_request(Duration::from_millis(300))
+        .await;
+    assert_eq!(redirecting.count(), 1, "the redirect was not followed");
+});
+
+db_test!(
+    retry_after_on_503_and_429_lengthens_the_wait,
+    |app| async move {
+        let receiver = TestReceiver::start().await;
+        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
+        for status in [503, 429] {
+            receiver.respond_sequence(vec![Behavior::StatusWithHeaders(
+                status,
+                vec![("retry-after".into(), "120".into())],
+            )]);
+            let id = publish_one(&app, &endpoint.id).await;
+            let delivery = wait_for_delivery(&app, &id, pb::DeliveryStatus::Retry, WAIT).await;
+            let wait = seconds_between(&delivery.updated_at, &delivery.next_attempt_at);
+            assert!((119.9..=121.0).contains(&wait), "{status}: waits {wait} s");
+        }
+    }
+);

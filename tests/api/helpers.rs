@@ -76,6 +76,8 @@ impl Backend {
 pub(crate) struct TestDb {
     pub(crate) target: DatabaseTarget,
     _dir: Option<tempfile::TempDir>,
+    /// Whether dropping this drops the PostgreSQL schema.
+    owner: bool,
 }
 
 impl TestDb {
@@ -89,6 +91,7 @@ impl TestDb {
                         durability: Durability::Full,
                     },
                     _dir: Some(dir),
+                    owner: true,
                 }
             }
             Backend::Postgres { url } => Self {
@@ -98,12 +101,22 @@ impl TestDb {
                     max_connections: 8,
                 },
                 _dir: None,
+                owner: true,
             },
         }
     }
 }
 
 impl TestDb {
+    /// The same database, for a second server; only the original drops it.
+    pub(crate) fn shared_with(other: &TestDb) -> Self {
+        Self {
+            target: other.target.clone(),
+            _dir: None,
+            owner: false,
+        }
+    }
+
     /// Opens a transaction that blocks every write to `endpoints` until it
     /// ends, so a test can keep a call in flight as long as it likes.
     pub(crate) async fn hold_endpoint_writes(&self) -> sea_orm::DatabaseTransaction {
@@ -139,6 +152,9 @@ impl Drop for TestDb {
         else {
             return;
         };
+        if !self.owner {
+            return;
+        }
         let (url, schema) = (url.clone(), schema.clone());
         // Drop runs inside the test's runtime; a fresh one on a plain thread
         // can block on the cleanup.
@@ -177,7 +193,8 @@ pub(crate) struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), AppError>>>,
     // Last: the database outlives the server and store handles above.
-    pub(crate) db: TestDb,
+    // `None` only while `restart` moves it to the next server.
+    db: Option<TestDb>,
 }
 
 pub(crate) const TEST_GRACE: Duration = Duration::from_secs(2);
@@ -227,11 +244,23 @@ pub(crate) async fn spawn_app_on(db: TestDb, delivery: DeliveryConfig) -> TestAp
         clock,
         shutdown: Some(tx),
         server: Some(server),
-        db,
+        db: Some(db),
     }
 }
 
 impl TestApp {
+    pub(crate) fn db(&self) -> &TestDb {
+        self.db.as_ref().expect("the database stays with the app")
+    }
+
+    /// Stops this server cleanly and starts a new one on the same database
+    /// (with its own project; this one's key still works).
+    pub(crate) async fn restart(mut self, delivery: DeliveryConfig) -> TestApp {
+        self.shutdown().await.expect("clean shutdown");
+        let db = self.db.take().expect("the database stays with the app");
+        spawn_app_on(db, delivery).await
+    }
+
     pub(crate) fn uri(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -258,7 +287,12 @@ impl TestApp {
 
     /// An EventService client acting for this app's project.
     pub(crate) async fn events(&self) -> EventClient {
-        let key = format!("Bearer {}", self.api_key);
+        self.events_with(&self.api_key).await
+    }
+
+    /// An EventService client acting for the project of `api_key`.
+    pub(crate) async fn events_with(&self, api_key: &str) -> EventClient {
+        let key = format!("Bearer {api_key}");
         let interceptor: Authorize = Box::new(move |mut req: Request<()>| {
             req.metadata_mut()
                 .insert("authorization", key.parse().expect("ascii metadata"));

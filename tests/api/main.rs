@@ -3,6 +3,7 @@
 
 mod helpers;
 mod receiver;
+mod recovery;
 
 mod cli;
 mod delivery;

@@ -173,7 +173,7 @@ db_test!(
         let created = app.create_endpoint("before").await;
         let mut client = app.endpoints().await;
 
-        let lock = app.db.hold_endpoint_writes().await;
+        let lock = app.db().hold_endpoint_writes().await;
         let id = created.id.clone();
         let update = tokio::spawn(async move {
             client
