@@ -74,6 +74,10 @@ async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
     let dedup_since = shared.dedup_since();
     match shared.store.publish(&all, dedup_since).await {
         Ok(outcomes) => {
+            use std::sync::atomic::Ordering::Relaxed;
+            shared.stats.commits.fetch_add(1, Relaxed);
+            let stored = outcomes.iter().filter(|o| **o == Published::Stored).count();
+            shared.stats.events.fetch_add(stored as u64, Relaxed);
             let mut outcomes = outcomes.into_iter();
             for request in batch {
                 let mine: Vec<Published> = outcomes.by_ref().take(request.records.len()).collect();

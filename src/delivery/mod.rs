@@ -127,6 +127,22 @@ struct Shared {
     poll_wake: Notify,
     /// Set when shutdown begins.
     stopping: CancellationToken,
+    stats: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: std::sync::atomic::AtomicU64,
+    events: std::sync::atomic::AtomicU64,
+}
+
+/// What the engine has done since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Publish transactions committed.
+    pub commits: u64,
+    /// Events stored by them.
+    pub events: u64,
 }
 
 impl Shared {
@@ -141,7 +157,7 @@ impl Shared {
 pub struct Engine {
     shared: Arc<Shared>,
     commits: mpsc::Sender<CommitRequest>,
-    results: mpsc::Sender<DeliveryResult>,
+    results: mpsc::Sender<results::Message>,
     tasks: TaskTracker,
     sends: TaskTracker,
     /// Stops the committer, dispatcher and poller.
@@ -169,6 +185,7 @@ impl Engine {
             user_agent: HeaderValue::from_static(concat!("hookd/", env!("CARGO_PKG_VERSION"))),
             poll_wake: Notify::new(),
             stopping: CancellationToken::new(),
+            stats: Counters::default(),
             store,
             clock,
             node,
@@ -344,6 +361,14 @@ impl Engine {
         poller::tick(&self.shared).await
     }
 
+    pub fn stats(&self) -> EngineStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        EngineStats {
+            commits: self.shared.stats.commits.load(Relaxed),
+            events: self.shared.stats.events.load(Relaxed),
+        }
+    }
+
     /// Refreshes this node's heartbeat now (the poller does so every third
     /// of `node_ttl`).
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
@@ -378,14 +403,17 @@ impl Engine {
         }
         let queued = self.shared.dispatcher.drain_queued().len();
         self.tasks.close();
-        // The results task ends once every sender is gone: ours is dropped
-        // with the last engine handle, so wait only for the rest.
-        let _ = tokio::time::timeout(grace, async {
-            while self.results.strong_count() > 1 + self.engine_handles() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
+        // Every finished send has queued its result; have them written
+        // before the node lets go of its deliveries.
+        let (flushed, written) = oneshot::channel();
+        if self
+            .results
+            .send(results::Message::Flush(flushed))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(grace, written).await;
+        }
         match self
             .shared
             .store
@@ -399,10 +427,6 @@ impl Engine {
         }
     }
 
-    fn engine_handles(&self) -> usize {
-        Arc::strong_count(&self.shared).saturating_sub(1)
-    }
-
     /// Starts sends while the dispatcher has work and room.
     async fn dispatch(self) {
         loop {
@@ -412,7 +436,11 @@ impl Engine {
                 self.sends.spawn(async move {
                     let endpoint = job.endpoint_id.clone();
                     let result = send_one(&shared, job).await;
-                    if results.send(result).await.is_err() {
+                    if results
+                        .send(results::Message::Result(result))
+                        .await
+                        .is_err()
+                    {
                         tracing::error!("result writer is gone; a delivery result was lost");
                     }
                     shared.dispatcher.complete(&endpoint);

@@ -62,7 +62,8 @@ pub(super) fn build(
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
         let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
-        headers.append(name, value);
+        // One value per name: an event's header replaces the endpoint's.
+        headers.insert(name, value);
         Ok(())
     };
     for (name, value) in endpoint.headers.iter() {
@@ -157,6 +158,7 @@ fn is_sensitive(name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::delivery::tests::{endpoint_with, job_for};
+    use crate::domain::fields::CustomHeaders;
     use crate::domain::signature::{
         HashAlgorithm, SignatureConfig, SignatureEncoding, SignatureScheme,
     };
@@ -230,6 +232,30 @@ mod tests {
             out.headers["content-type"],
             "application/x-www-form-urlencoded"
         );
+    }
+
+    #[test]
+    fn an_event_header_overrides_the_endpoint_header_of_the_same_name() {
+        let mut job = job_for(1);
+        let mut endpoint = endpoint_with(ContentType::Json, SignatureConfig::default());
+        let pairs = |v: &str| vec![("X-Tenant".to_string(), v.to_string())];
+        endpoint.headers =
+            CustomHeaders::parse(pairs("from-endpoint").iter().map(|(k, v)| (k, v))).unwrap();
+        let mut event = (*job.event).clone();
+        event.custom_headers =
+            CustomHeaders::parse(pairs("from-event").iter().map(|(k, v)| (k, v))).unwrap();
+        job.event = std::sync::Arc::new(event);
+        let out = build(
+            &job,
+            &endpoint,
+            &[],
+            1,
+            Timestamp::from_unix_micros(0),
+            &ua(),
+        )
+        .unwrap();
+        let values: Vec<_> = out.headers.get_all("x-tenant").iter().collect();
+        assert_eq!(values, vec!["from-event"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
 use crate::store::DeliveryResult;
@@ -15,12 +15,31 @@ const MAX_BATCH: usize = 1_000;
 /// Pause before writing a failed batch again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-/// Runs until every sender is gone, then writes what is left.
-pub(super) async fn run(shared: Arc<Shared>, mut results: mpsc::Receiver<DeliveryResult>) {
+pub(super) enum Message {
+    Result(DeliveryResult),
+    /// Answered once everything sent before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Runs until every sender is gone.
+pub(super) async fn run(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
+    let mut received = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while results.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write(&shared, &batch).await;
-        batch.clear();
+    while messages.recv_many(&mut received, MAX_BATCH).await > 0 {
+        let mut flushed = Vec::new();
+        for message in received.drain(..) {
+            match message {
+                Message::Result(result) => batch.push(result),
+                Message::Flush(done) => flushed.push(done),
+            }
+        }
+        if !batch.is_empty() {
+            write(&shared, &batch).await;
+            batch.clear();
+        }
+        for done in flushed {
+            let _ = done.send(());
+        }
     }
 }
 

@@ -409,3 +409,41 @@ db_test!(
         }
     }
 );
+
+db_test!(concurrent_publishes_share_commits, |app| async move {
+    let receiver = TestReceiver::start().await;
+    let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
+    let before = app.engine.stats();
+    let mut calls = Vec::new();
+    for n in 0..200 {
+        let mut client = app.events().await;
+        let request = to_endpoint(&endpoint.id, &format!(r#"{{"n":{n}}}"#));
+        calls.push(tokio::spawn(
+            async move { client.create_event(request).await },
+        ));
+    }
+    for call in calls {
+        call.await.unwrap().expect("published");
+    }
+    let after = app.engine.stats();
+    let commits = after.commits - before.commits;
+    assert_eq!(after.events - before.events, 200);
+    // Each call waited for a durable commit, yet they shared them.
+    assert!(commits < 200, "200 publishes took {commits} commits");
+    eprintln!("200 concurrent publishes: {commits} commits");
+    receiver.wait_for_count(200, WAIT).await;
+});
+
+db_test!(
+    the_first_64_kib_of_a_response_body_are_kept,
+    |app| async move {
+        let receiver = TestReceiver::start().await;
+        receiver.respond_with(Behavior::StatusWithBody(500, "x".repeat(100_000)));
+        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
+        let id = publish_one(&app, &endpoint.id).await;
+        wait_for_delivery(&app, &id, pb::DeliveryStatus::Retry, WAIT).await;
+        let attempt = &attempts_of(&app, &id).await[0];
+        assert_eq!(attempt.response_body.len(), 64 * 1024);
+        assert_eq!(attempt.http_status, Some(500));
+    }
+);

@@ -9,6 +9,7 @@ mod cli;
 mod delivery;
 mod endpoints;
 mod pagination;
+mod publishing;
 mod server;
 mod tenancy;
 mod validation;
