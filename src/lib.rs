@@ -1,8 +1,10 @@
 //! hookd: a gRPC-native webhook delivery service.
 //!
-//! Where things live (dependencies point inward: `grpc` → `domain` ← `store`):
+//! Where things live (dependencies point inward: `grpc` → `domain` ← `store`;
+//! `delivery` → `domain` + `store`):
 //! - [`domain`]: pure rules and validated values (ids, endpoint fields,
-//!   secrets, status transitions, pagination). No I/O, no clock, no RNG.
+//!   secrets, status transitions, pagination, events and deliveries,
+//!   signatures, the retry policy). No I/O, no clock, no RNG.
 //! - [`store`]: persistence through SeaORM on SQLite or PostgreSQL; the only
 //!   module that touches SQL.
 //! - [`migration`]: the schema migrations (top-level `migrations/`).
