@@ -123,6 +123,10 @@ pub struct DeliveryArgs {
     /// deliveries are taken over by the others.
     #[arg(long, env = "HOOKD_NODE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub node_ttl: Duration,
+    /// PEM file of CA certificates to trust for https receivers, besides the
+    /// web PKI roots (for receivers with private certificates).
+    #[arg(long, env = "HOOKD_TRUST_CA")]
+    pub trust_ca: Option<PathBuf>,
 }
 
 impl DeliveryArgs {
@@ -142,7 +146,26 @@ impl DeliveryArgs {
                 "--poll-interval must be positive and --node-ttl at least 3s".into(),
             ));
         }
+        let extra_roots = match &self.trust_ca {
+            None => Vec::new(),
+            Some(path) => {
+                use rustls::pki_types::{CertificateDer, pem::PemObject};
+                let certs = CertificateDer::pem_file_iter(path)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| {
+                        ConfigError::Delivery(format!("--trust-ca {}: {e}", path.display()))
+                    })?;
+                if certs.is_empty() {
+                    return Err(ConfigError::Delivery(format!(
+                        "--trust-ca {}: no certificates in the file",
+                        path.display()
+                    )));
+                }
+                certs
+            }
+        };
         Ok(crate::delivery::DeliveryConfig {
+            extra_roots,
             retry,
             limits: crate::delivery::Limits {
                 per_endpoint_in_flight: self.max_in_flight_per_endpoint as usize,

@@ -38,7 +38,19 @@ pub(super) struct HttpSender {
 }
 
 impl HttpSender {
-    pub(super) fn new() -> Self {
+    /// `extra_roots` are trusted in addition to the web PKI roots, for
+    /// receivers whose certificates come from a private CA.
+    pub(super) fn new(extra_roots: &[rustls::pki_types::CertificateDer<'static>]) -> Self {
+        let mut roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let (added, ignored) = roots.add_parsable_certificates(extra_roots.iter().cloned());
+        if ignored > 0 {
+            tracing::warn!(
+                added,
+                ignored,
+                "some extra CA certificates could not be used"
+            );
+        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -136,12 +148,6 @@ impl HttpSender {
                 elapsed,
             ),
         }
-    }
-}
-
-impl Default for HttpSender {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -55,6 +55,8 @@ pub struct DeliveryConfig {
     /// How long endpoint settings read by senders may be stale when changed
     /// by another process.
     pub endpoint_cache_ttl: Duration,
+    /// CA certificates trusted for receivers besides the web PKI roots.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for DeliveryConfig {
@@ -72,6 +74,7 @@ impl Default for DeliveryConfig {
             idempotency_window: Duration::from_secs(24 * 3600),
             max_payload_bytes: 1024 * 1024,
             endpoint_cache_ttl: Duration::from_secs(1),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -181,7 +184,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             cache: EndpointCache::new(store.clone(), config.endpoint_cache_ttl),
             dispatcher: Dispatcher::new(config.limits),
-            http: http::HttpSender::new(),
+            http: http::HttpSender::new(&config.extra_roots),
             user_agent: HeaderValue::from_static(concat!("hookd/", env!("CARGO_PKG_VERSION"))),
             poll_wake: Notify::new(),
             stopping: CancellationToken::new(),
