@@ -254,14 +254,27 @@ impl EventService for EventApi {
         request: Request<ListDeliveryAttemptsRequest>,
     ) -> Result<Response<ListDeliveryAttemptsResponse>, Status> {
         let project = self.auth.project(request.metadata()).await?;
-        let id: DeliveryId = parse_id(&request.get_ref().delivery_id, "delivery_id")?;
-        let attempts = self
+        let req = request.into_inner();
+        let id: DeliveryId = parse_id(&req.delivery_id, "delivery_id")?;
+        let size = PageSize::new(req.page_size).map_err(ApiError::field("page_size"))?;
+        let filter_key = format!("attempts of {id}");
+        let after = PageToken::decode(&req.page_token, &filter_key)
+            .map_err(ApiError::field("page_token"))?
+            .map(|t| t.after.parse::<u32>())
+            .transpose()
+            .map_err(|_| {
+                ApiError::invalid("page_token", "is not a token returned by this list call")
+            })?
+            .unwrap_or(0);
+        let rows = self
             .store
-            .list_attempts(&project, &id)
+            .list_attempts(&project, &id, after, size.get() + 1)
             .await
             .map_err(ApiError::from_store("delivery"))?;
+        let (rows, next_page_token) = page(size, &filter_key, rows, |a| a.number.to_string());
         Ok(Response::new(ListDeliveryAttemptsResponse {
-            attempts: attempts.iter().map(attempt_to_pb).collect(),
+            attempts: rows.iter().map(attempt_to_pb).collect(),
+            next_page_token,
         }))
     }
 

@@ -87,16 +87,20 @@ impl Store {
             .collect()
     }
 
-    /// Oldest first.
+    /// Oldest first, up to `limit`, after attempt number `after`.
     pub async fn list_attempts(
         &self,
         project: &ProjectId,
         id: &DeliveryId,
+        after: u32,
+        limit: u32,
     ) -> Result<Vec<Attempt>, StoreError> {
         self.get_delivery(project, id).await?;
         delivery_attempt::Entity::find()
             .filter(delivery_attempt::Column::DeliveryId.eq(id.as_str()))
+            .filter(delivery_attempt::Column::Number.gt(i64::from(after)))
             .order_by_asc(delivery_attempt::Column::Number)
+            .limit(u64::from(limit))
             .all(&self.db)
             .await?
             .into_iter()

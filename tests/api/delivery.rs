@@ -74,6 +74,7 @@ db_test!(
             .await
             .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
                 delivery_id: delivery_id.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -149,12 +150,35 @@ db_test!(
             .await
             .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
                 delivery_id: id.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
             .into_inner()
             .attempts;
         assert_eq!(attempts.len(), 12);
+        // The same attempts a page at a time.
+        let mut paged = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = app
+                .events()
+                .await
+                .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
+                    delivery_id: id.clone(),
+                    page_size: 5,
+                    page_token: token.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            paged.extend(page.attempts.into_iter().map(|a| a.number));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(paged, (1..=12).collect::<Vec<u32>>());
         assert!(
             attempts
                 .iter()
@@ -312,6 +336,7 @@ async fn attempts_of(app: &TestApp, delivery: &str) -> Vec<pb::DeliveryAttempt> 
         .await
         .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
             delivery_id: delivery.to_owned(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -1307,6 +1307,7 @@ db_test!(
         let attempts = theirs
             .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
                 delivery_id: delivery_id.clone(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -1390,6 +1391,7 @@ db_test!(
                 client
                     .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
                         delivery_id: delivery_id.clone(),
+                        ..Default::default()
                     })
                     .await
                     .map(drop),
@@ -1452,6 +1454,7 @@ db_test!(
             .await
             .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
                 delivery_id: delivery_id.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
