@@ -29,6 +29,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Bring the database schema up to date, then exit.
     Migrate,
+    /// Measure hookd on this machine: throughput, latency, isolation and
+    /// memory, next to the machine's own ceiling (see docs/BENCHMARKS.md).
+    Bench(BenchArgs),
     /// Manage projects (tenants) and their API keys.
     Project {
         #[command(subcommand)]
@@ -42,7 +45,7 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             Self::Serve(_) => "info",
-            Self::Migrate | Self::Project { .. } => "warn",
+            Self::Migrate | Self::Project { .. } | Self::Bench(_) => "warn",
         }
     }
 }
@@ -74,6 +77,25 @@ pub enum ProjectCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Every scenario, small: under a minute in a release build.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the figures as one JSON object to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// hookd processes sharing the database (PostgreSQL only beyond 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub instances: u32,
+    /// Events per second in the latency scenario.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: u32,
+    /// Length of the latency scenario.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
 }
 
 #[derive(Debug, Args)]

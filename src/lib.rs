@@ -15,6 +15,7 @@
 //!   API-key authentication, the error-to-status mapping, the services.
 //! - [`app`]: assembles store and services into a server that binds
 //!   (`App::build`) and serves until told to stop (`App::run`).
+//! - [`bench`]: `hookd bench`, the benchmark that ships with hookd.
 //! - [`config`]: flags and `HOOKD_*` environment variables.
 //! - [`cli`]: what each subcommand does.
 //! - [`telemetry`]: logging setup.
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -35,6 +35,7 @@ pub async fn run(
             store.close().await?;
             Ok(())
         }
+        Command::Bench(args) => bench(args, &database).await,
         Command::Project { command } => {
             let store = open(&database).await?;
             let result = project::run(command, &store).await;
@@ -59,6 +60,28 @@ async fn serve(
     let app = App::build(config).await?;
     app.run(shutdown).await?;
     Ok(())
+}
+
+async fn bench(args: crate::config::BenchArgs, database: &DatabaseArgs) -> Result<(), CliError> {
+    let postgres_url = match database.target()? {
+        crate::store::DatabaseTarget::Postgres { url, .. } => Some(url),
+        crate::store::DatabaseTarget::Sqlite { .. } if args.instances > 1 => {
+            return Err(CliError::Usage(
+                "--instances above 1 needs a shared database: pass --database-url postgres://…"
+                    .into(),
+            ));
+        }
+        crate::store::DatabaseTarget::Sqlite { .. } => None,
+    };
+    let plan = crate::bench::BenchPlan {
+        quick: args.quick,
+        json: args.json,
+        postgres_url,
+        instances: args.instances as usize,
+        rate: args.rate,
+        duration: args.duration,
+    };
+    crate::bench::run(plan).await.map_err(CliError::Usage)
 }
 
 /// Connects and migrates, so every command works on a fresh data dir.

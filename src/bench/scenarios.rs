@@ -1,0 +1,480 @@
+//! One function per measurement. Each starts from fresh hookd processes on a
+//! fresh database, so scenarios do not disturb each other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::client::Api;
+use super::progress::Progress;
+use super::receiver::{Receiver, now_micros};
+use super::server::{BenchDatabase, Servers};
+use crate::domain::secret::Secret;
+use crate::grpc::pb;
+use crate::grpc::pb::create_event_request::Target;
+
+pub(super) const SECRET: &str = "bench-signing-secret";
+
+fn secret() -> Secret {
+    Secret::parse(SECRET).expect("a valid constant secret")
+}
+
+/// What a scenario counted for the accounting.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Accounting {
+    pub(super) acknowledged: u64,
+    pub(super) lost: u64,
+    pub(super) duplicates: u64,
+    pub(super) bad_signatures: u64,
+}
+
+impl Accounting {
+    pub(super) fn add(&mut self, other: Accounting) {
+        self.acknowledged += other.acknowledged;
+        self.lost += other.lost;
+        self.duplicates += other.duplicates;
+        self.bad_signatures += other.bad_signatures;
+    }
+}
+
+/// Waits until the receiver has `expected` requests, or `limit` passes.
+async fn await_count(receiver: &Receiver, expected: u64, limit: Duration, progress: &Progress) {
+    let started = Instant::now();
+    loop {
+        let received = receiver.tally.received.load(Relaxed);
+        progress.show(received, expected);
+        if received >= expected || started.elapsed() > limit {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn account(receiver: &Receiver, acknowledged: u64) -> Accounting {
+    let tally = &receiver.tally;
+    let distinct = tally.received.load(Relaxed) - tally.duplicates.load(Relaxed);
+    Accounting {
+        acknowledged,
+        lost: acknowledged.saturating_sub(distinct),
+        duplicates: tally.duplicates.load(Relaxed),
+        bad_signatures: tally.signatures_bad.load(Relaxed),
+    }
+}
+
+fn event(event_type: &str, payload: String, target: Target) -> pb::CreateEventRequest {
+    pb::CreateEventRequest {
+        event_type: event_type.into(),
+        payload,
+        target: Some(target),
+        ..Default::default()
+    }
+}
+
+/// Requests/s the receiver takes from a plain hyper client loop at
+/// `concurrency`, without hookd: the machine's ceiling for this receiver.
+pub(super) async fn ceiling(
+    concurrency: usize,
+    duration: Duration,
+    progress: &Progress,
+) -> Result<f64, String> {
+    let receiver = Receiver::start(secret(), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = receiver
+        .url("/ceiling")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let deadline = Instant::now() + duration;
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, uri, sent) = (client.clone(), uri.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let request = hyper::Request::post(uri.clone())
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(br#"{"n":1}"#)))
+                    .expect("a valid request");
+                if client.request(request).await.is_ok() {
+                    sent.fetch_add(1, Relaxed);
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    while Instant::now() < deadline {
+        progress.show(sent.load(Relaxed), 0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(receiver.tally.received.load(Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Events/s acknowledged: single CreateEvent calls at `concurrency`, then
+/// BatchCreateEvents. Returns (single, batch).
+pub(super) async fn publish(
+    database: &BenchDatabase,
+    instances: usize,
+    events: u64,
+    concurrency: usize,
+    progress: &Progress,
+) -> Result<((f64, f64), Accounting), String> {
+    let servers = Servers::start(database, instances, &[])?;
+    let api = Api::connect(&servers.addrs, &servers.api_key).await?;
+    let receiver = Receiver::start(secret(), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let endpoint = api
+        .create_endpoint(receiver.url("/publish"), "", SECRET)
+        .await?;
+
+    let acked = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency as u64 {
+        let (mut client, endpoint, acked) = (api.events(), endpoint.clone(), acked.clone());
+        let share = events / concurrency as u64 + u64::from(worker < events % concurrency as u64);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..share {
+                let request = event(
+                    "bench.publish",
+                    format!(r#"{{"n":{n}}}"#),
+                    Target::EndpointId(endpoint.clone()),
+                );
+                client
+                    .create_event(request)
+                    .await
+                    .map_err(|e| e.message().to_owned())?;
+                acked.fetch_add(1, Relaxed);
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    let single = finish(tasks, &acked, events, started, progress).await?;
+
+    let acked_batch = Arc::new(AtomicU64::new(0));
+    let batch = batch_publish(&api, events, &acked_batch, progress, |n| {
+        event(
+            "bench.publish",
+            format!(r#"{{"n":{n}}}"#),
+            Target::EndpointId(endpoint.clone()),
+        )
+    })
+    .await?;
+    await_count(&receiver, 2 * events, Duration::from_secs(120), progress).await;
+    Ok(((single, batch), account(&receiver, 2 * events)))
+}
+
+async fn finish(
+    tasks: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+    acked: &AtomicU64,
+    expected: u64,
+    started: Instant,
+    progress: &Progress,
+) -> Result<f64, String> {
+    let all = futures_like_join(tasks);
+    tokio::pin!(all);
+    loop {
+        tokio::select! {
+            result = &mut all => {
+                result?;
+                return Ok(expected as f64 / started.elapsed().as_secs_f64());
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => progress.show(acked.load(Relaxed), expected),
+        }
+    }
+}
+
+async fn futures_like_join(
+    tasks: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+) -> Result<(), String> {
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Publishes `events` with BatchCreateEvents, 100 per call, 8 calls at once.
+/// Returns events/s acknowledged.
+async fn batch_publish(
+    api: &Api,
+    events: u64,
+    acked: &Arc<AtomicU64>,
+    progress: &Progress,
+    make: impl Fn(u64) -> pb::CreateEventRequest,
+) -> Result<f64, String> {
+    const BATCH: u64 = 100;
+    const CALLS: u64 = 8;
+    let batches: Vec<Vec<pb::CreateEventRequest>> = (0..events)
+        .collect::<Vec<_>>()
+        .chunks(BATCH as usize)
+        .map(|chunk| chunk.iter().map(|&n| make(n)).collect())
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(batches));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CALLS {
+        let (mut client, queue, acked) = (api.events(), queue.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(events) = next else {
+                    return Ok(());
+                };
+                let n = events.len() as u64;
+                client
+                    .batch_create_events(pb::BatchCreateEventsRequest { events })
+                    .await
+                    .map_err(|e| e.message().to_owned())?;
+                acked.fetch_add(n, Relaxed);
+            }
+        }));
+    }
+    finish(tasks, acked, events, started, progress).await
+}
+
+/// Deliveries/s from the first publish until the receiver has them all:
+/// `deliveries` to one endpoint, or fanned out by owner to `endpoints`.
+/// Also returns hookd's peak RSS (MiB).
+pub(super) async fn end_to_end(
+    database: &BenchDatabase,
+    instances: usize,
+    deliveries: u64,
+    endpoints: u64,
+    progress: &Progress,
+) -> Result<(f64, f64, Accounting), String> {
+    let servers = Servers::start(database, instances, &[])?;
+    let api = Api::connect(&servers.addrs, &servers.api_key).await?;
+    let receiver = Receiver::start(secret(), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut single = String::new();
+    for n in 0..endpoints {
+        single = api
+            .create_endpoint(receiver.url(&format!("/e{n}")), "fan", SECRET)
+            .await?;
+    }
+    let target = move || {
+        if endpoints == 1 {
+            Target::EndpointId(single.clone())
+        } else {
+            Target::OwnerId("fan".into())
+        }
+    };
+    let events = deliveries / endpoints;
+    let started_micros = now_micros();
+    let acked = Arc::new(AtomicU64::new(0));
+    batch_publish(&api, events, &acked, progress, |n| {
+        event("bench.e2e", format!(r#"{{"n":{n}}}"#), target())
+    })
+    .await?;
+    await_count(
+        &receiver,
+        events * endpoints,
+        Duration::from_secs(300),
+        progress,
+    )
+    .await;
+    let elapsed = (receiver
+        .tally
+        .last_at
+        .load(Relaxed)
+        .saturating_sub(started_micros)) as f64
+        / 1e6;
+    let (_, peak) = servers.memory_mb();
+    let rate = receiver.tally.received.load(Relaxed) as f64 / elapsed.max(1e-6);
+    Ok((rate, peak, account(&receiver, events * endpoints)))
+}
+
+/// Latency at a fixed publish rate: (ack p50, ack p99, e2e p50, e2e p99,
+/// e2e max), in milliseconds.
+pub(super) async fn latency(
+    database: &BenchDatabase,
+    instances: usize,
+    rate: u32,
+    duration: Duration,
+    progress: &Progress,
+) -> Result<([f64; 5], Accounting), String> {
+    let servers = Servers::start(database, instances, &[])?;
+    let api = Api::connect(&servers.addrs, &servers.api_key).await?;
+    let receiver = Receiver::start(secret(), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    receiver.tally.measure_latency.store(true, Relaxed);
+    let endpoint = api
+        .create_endpoint(receiver.url("/latency"), "", SECRET)
+        .await?;
+    // Warm the connections before measuring.
+    let mut warm = api.events();
+    for _ in 0..50 {
+        let request = event(
+            "bench.warm",
+            "{\"warm\":true}".into(),
+            Target::EndpointId(endpoint.clone()),
+        );
+        warm.create_event(request)
+            .await
+            .map_err(|e| e.message().to_owned())?;
+    }
+    await_count(&receiver, 50, Duration::from_secs(30), progress).await;
+    receiver.tally.reset();
+
+    let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
+    let acks = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut calls = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        ticker.tick().await;
+        let (mut client, endpoint, acks) = (api.events(), endpoint.clone(), acks.clone());
+        calls.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let request = event(
+                "bench.latency",
+                format!(r#"{{"t":{},"n":{n}}}"#, now_micros()),
+                Target::EndpointId(endpoint),
+            );
+            let result = client.create_event(request).await;
+            acks.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sent.elapsed().as_micros() as u64);
+            result.map(drop).map_err(|e| e.message().to_owned())
+        }));
+        if n % 100 == 0 {
+            progress.show(n, total);
+        }
+    }
+    futures_like_join(calls).await?;
+    await_count(&receiver, total, Duration::from_secs(60), progress).await;
+    let mut acks = std::mem::take(&mut *acks.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut e2e = std::mem::take(
+        &mut *receiver
+            .tally
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    let ms = |v: &mut Vec<u64>, q: f64| super::report::percentile(v, q) / 1000.0;
+    let figures = [
+        ms(&mut acks, 0.5),
+        ms(&mut acks, 0.99),
+        ms(&mut e2e, 0.5),
+        ms(&mut e2e, 0.99),
+        ms(&mut e2e, 1.0),
+    ];
+    Ok((figures, account(&receiver, total)))
+}
+
+/// Healthy throughput to 10 endpoints with an 11th that never answers,
+/// divided by the same without it.
+pub(super) async fn isolation(
+    database: &BenchDatabase,
+    instances: usize,
+    deliveries: u64,
+    progress: &Progress,
+) -> Result<(f64, Accounting), String> {
+    let mut rates = Vec::new();
+    let mut accounting = Accounting::default();
+    for with_black_hole in [false, true] {
+        let servers = Servers::start(database, instances, &[])?;
+        let api = Api::connect(&servers.addrs, &servers.api_key).await?;
+        let healthy = Receiver::start(secret(), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let black_hole = Receiver::start(secret(), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        for n in 0..10 {
+            api.create_endpoint(healthy.url(&format!("/h{n}")), "iso", SECRET)
+                .await?;
+        }
+        if with_black_hole {
+            api.create_endpoint(black_hole.url("/hole"), "iso", SECRET)
+                .await?;
+        }
+        let events = deliveries / 10;
+        let started_micros = now_micros();
+        let acked = Arc::new(AtomicU64::new(0));
+        batch_publish(&api, events, &acked, progress, |n| {
+            event(
+                "bench.iso",
+                format!(r#"{{"n":{n}}}"#),
+                Target::OwnerId("iso".into()),
+            )
+        })
+        .await?;
+        await_count(&healthy, events * 10, Duration::from_secs(300), progress).await;
+        let elapsed = (healthy
+            .tally
+            .last_at
+            .load(Relaxed)
+            .saturating_sub(started_micros)) as f64
+            / 1e6;
+        rates.push(healthy.tally.received.load(Relaxed) as f64 / elapsed.max(1e-6));
+        accounting.add(account(&healthy, events * 10));
+    }
+    Ok((rates[1] / rates[0], accounting))
+}
+
+/// RSS added by a backlog of `deliveries` waiting to retry, in MiB.
+pub(super) async fn backlog(
+    database: &BenchDatabase,
+    deliveries: u64,
+    progress: &Progress,
+) -> Result<f64, String> {
+    let extra = ["--retry-initial-delay", "1h"].map(str::to_owned);
+    let servers = Servers::start(database, 1, &extra)?;
+    let api = Api::connect(&servers.addrs, &servers.api_key).await?;
+    // Nothing listens there: every first attempt fails at once.
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        listener.local_addr().map_err(|e| e.to_string())?
+    };
+    let endpoint = api
+        .create_endpoint(format!("http://{refused}/nobody"), "", SECRET)
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (before, _) = servers.memory_mb();
+    let acked = Arc::new(AtomicU64::new(0));
+    batch_publish(&api, deliveries, &acked, progress, |n| {
+        event(
+            "bench.backlog",
+            format!(r#"{{"n":{n}}}"#),
+            Target::EndpointId(endpoint.clone()),
+        )
+    })
+    .await?;
+    // Wait until hookd holds nothing in memory: every delivery has had its
+    // first attempt and waits in the store.
+    let mut client = api.events();
+    loop {
+        let page = client
+            .list_deliveries(pb::ListDeliveriesRequest {
+                page_size: 1,
+                endpoint_id: endpoint.clone(),
+                statuses: vec![
+                    pb::DeliveryStatus::Processing as i32,
+                    pb::DeliveryStatus::Scheduled as i32,
+                ],
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.message().to_owned())?
+            .into_inner();
+        if page.deliveries.is_empty() {
+            break;
+        }
+        progress.show(acked.load(Relaxed), deliveries);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (after, _) = servers.memory_mb();
+    Ok(after - before)
+}

@@ -1,0 +1,205 @@
+//! hookd under test: `hookd serve` in child processes on a fresh database,
+//! so its memory is measured alone and a crash cannot take the bench along.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Where the hookd processes keep their data.
+#[derive(Debug, Clone)]
+pub(super) enum BenchDatabase {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh schema on this PostgreSQL server.
+    Postgres { url: String },
+}
+
+pub(super) struct Servers {
+    children: Vec<Child>,
+    pub(super) addrs: Vec<String>,
+    pub(super) api_key: String,
+    db_args: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        for child in &mut self.children {
+            let _ = child.wait();
+        }
+        if let Some(schema) = self
+            .db_args
+            .iter()
+            .skip_while(|a| *a != "--database-schema")
+            .nth(1)
+        {
+            let _ = drop_schema(&self.db_args[1], schema);
+        }
+    }
+}
+
+/// Drops a bench schema through a short-lived runtime on this thread.
+fn drop_schema(url: &str, schema: &str) -> Result<(), String> {
+    let (url, schema) = (url.to_owned(), schema.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            use sea_orm::ConnectionTrait;
+            let db = sea_orm::Database::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = db.close().await;
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| "cleanup thread panicked".to_owned())?
+}
+
+impl Servers {
+    /// Starts `instances` hookd processes on one fresh database with `extra`
+    /// serve flags, and creates a project.
+    pub(super) fn start(
+        database: &BenchDatabase,
+        instances: usize,
+        extra: &[String],
+    ) -> Result<Self, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find the hookd binary: {e}"))?;
+        let (db_args, dir) = match database {
+            BenchDatabase::Sqlite => {
+                let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+                let url = format!("sqlite://{}", dir.path().join("hookd.db").display());
+                (vec!["--database-url".to_owned(), url], Some(dir))
+            }
+            BenchDatabase::Postgres { url } => {
+                let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+                (
+                    vec![
+                        "--database-url".to_owned(),
+                        url.clone(),
+                        "--database-schema".to_owned(),
+                        schema,
+                    ],
+                    None,
+                )
+            }
+        };
+        let created = Command::new(&exe)
+            .args(["project", "create", "--name", "bench", "--json"])
+            .args(&db_args)
+            .output()
+            .map_err(|e| format!("hookd project create: {e}"))?;
+        if !created.status.success() {
+            return Err(format!(
+                "hookd project create: {}",
+                String::from_utf8_lossy(&created.stderr).trim()
+            ));
+        }
+        let api_key = serde_json::from_slice::<serde_json::Value>(&created.stdout)
+            .ok()
+            .and_then(|v| v["api_key"].as_str().map(str::to_owned))
+            .ok_or("hookd project create printed no key")?;
+        let mut servers = Self {
+            children: Vec::new(),
+            addrs: Vec::new(),
+            api_key,
+            db_args,
+            _dir: dir,
+        };
+        for _ in 0..instances {
+            let (child, addr) = spawn_serve(&exe, &servers.db_args, extra)?;
+            servers.children.push(child);
+            servers.addrs.push(addr);
+        }
+        Ok(servers)
+    }
+
+    /// Resident and peak resident memory of all instances together, in MiB.
+    pub(super) fn memory_mb(&self) -> (f64, f64) {
+        let mut rss = 0.0;
+        let mut peak = 0.0;
+        for child in &self.children {
+            let (r, p) = proc_memory(child.id());
+            rss += r;
+            peak += p;
+        }
+        (rss, peak)
+    }
+}
+
+fn spawn_serve(
+    exe: &PathBuf,
+    db_args: &[String],
+    extra: &[String],
+) -> Result<(Child, String), String> {
+    let mut child = Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "warn,hookd::app=info",
+        ])
+        .args(db_args)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("hookd serve: {e}"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("\"level\":\"ERROR\"") || line.contains("\"level\":\"WARN\"") {
+                eprintln!("  hookd: {line}");
+            }
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if entry["message"] == "serving gRPC"
+                    && let Some(addr) = entry["addr"].as_str()
+                {
+                    return Ok((child, addr.to_owned()));
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("hookd serve did not start".into());
+            }
+        }
+    }
+}
+
+/// (VmRSS, VmHWM) of a process in MiB, from /proc (0 where unavailable).
+fn proc_memory(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
