@@ -59,9 +59,7 @@ impl HttpSender {
         ))
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
-        .with_root_certificates(rustls::RootCertStore::from_iter(
-            webpki_roots::TLS_SERVER_ROOTS.iter().cloned(),
-        ))
+        .with_root_certificates(roots)
         .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -178,6 +176,19 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(seconds as u64))
 }
 
+/// Whether an I/O error carries a TLS error, directly or inside another I/O
+/// error (hyper-rustls wraps tokio-rustls's error once more, and
+/// `io::Error::source` does not walk into what it wraps).
+fn wraps_rustls_error(io: &std::io::Error) -> bool {
+    match io.get_ref() {
+        Some(inner) if inner.is::<rustls::Error>() => true,
+        Some(inner) => inner
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(wraps_rustls_error),
+        None => false,
+    }
+}
+
 /// Names the failure from the error's cause chain.
 fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {
     let mut chain = Vec::new();
@@ -194,12 +205,7 @@ fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {
                 | std::io::ErrorKind::UnexpectedEof => ErrorClass::ConnectionReset,
                 std::io::ErrorKind::TimedOut => ErrorClass::Timeout,
                 _ if text.contains("failed to lookup address") => ErrorClass::Dns,
-                _ if io
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<rustls::Error>()) =>
-                {
-                    ErrorClass::Tls
-                }
+                _ if wraps_rustls_error(io) => ErrorClass::Tls,
                 _ => class,
             };
         }

@@ -12,4 +12,5 @@ mod pagination;
 mod publishing;
 mod server;
 mod tenancy;
+mod tls;
 mod validation;

@@ -1,6 +1,7 @@
 //! A real HTTP receiver for delivery tests: listens on 127.0.0.1 (port 0),
 //! speaks HTTP/1.1 and HTTP/2 (prior knowledge), records every request and
-//! answers with scriptable [`Behavior`]s.
+//! answers with scriptable [`Behavior`]s. [`TestReceiver::start_tls`] serves
+//! the same over HTTPS, offering `h2` and `http/1.1` by ALPN.
 
 use std::collections::VecDeque;
 use std::io;
@@ -17,8 +18,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// One request as the receiver saw it.
@@ -31,6 +35,8 @@ pub(crate) struct ReceivedRequest {
     /// Lower-case names, in the order hyper's `HeaderMap` yields them.
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Bytes,
+    /// The protocol version as hyper names it: `HTTP/1.1`, `HTTP/2.0`.
+    pub(crate) version: String,
     /// When the request head arrived.
     pub(crate) received_at: Instant,
 }
@@ -120,6 +126,8 @@ impl Shared {
 /// A running receiver; stops (closing its connections) when dropped.
 pub(crate) struct TestReceiver {
     addr: SocketAddr,
+    /// Whether it serves HTTPS (then `url` names `localhost`).
+    tls: bool,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 }
@@ -127,6 +135,28 @@ pub(crate) struct TestReceiver {
 #[allow(dead_code)]
 impl TestReceiver {
     pub(crate) async fn start() -> Self {
+        Self::listen(None).await
+    }
+
+    /// Serves HTTPS with `cert_chain` (leaf first) and its `key`; the
+    /// certificate should be valid for `localhost`, which `url` names.
+    pub(crate) async fn start_tls(
+        cert_chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Self {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(cert_chain, key)
+        .expect("valid test certificate and key");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::listen(Some(TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn listen(tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind test receiver on 127.0.0.1:0");
@@ -141,9 +171,16 @@ impl TestReceiver {
             count: watch::Sender::new(0),
         });
         let shutdown = CancellationToken::new();
-        tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown.clone()));
+        let secure = tls.is_some();
+        tokio::spawn(accept_loop(
+            listener,
+            tls,
+            Arc::clone(&shared),
+            shutdown.clone(),
+        ));
         Self {
             addr,
+            tls: secure,
             shared,
             shutdown,
         }
@@ -162,8 +199,13 @@ impl TestReceiver {
         self.addr
     }
 
+    /// `http://127.0.0.1:PORT{path}`, or `https://localhost:PORT{path}` over TLS.
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        if self.tls {
+            format!("https://localhost:{}{path}", self.addr.port())
+        } else {
+            format!("http://{}{path}", self.addr)
+        }
     }
 
     /// Sets the default behavior, used once any `respond_sequence` script is exhausted.
@@ -244,37 +286,58 @@ impl Drop for TestReceiver {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
     while let Some(accepted) = shutdown.run_until_cancelled(listener.accept()).await {
         let Ok((stream, _)) = accepted else {
             // Transient accept errors (e.g. fd exhaustion): back off briefly.
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let (shared, shutdown) = (Arc::clone(&shared), shutdown.clone());
+        let (shared, shutdown, tls) = (Arc::clone(&shared), shutdown.clone(), tls.clone());
         tokio::spawn(async move {
-            let token = shutdown.clone();
-            let service = service_fn(move |request| {
-                let (shared, shutdown) = (Arc::clone(&shared), shutdown.clone());
-                async move {
-                    // HTTP/2 streams run on their own tasks: stop them too.
-                    match shutdown.run_until_cancelled(handle(&shared, request)).await {
-                        Some(result) => result,
-                        None => Err(io::Error::other("test receiver dropped")),
-                    }
-                }
-            });
-            let builder = Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            // Connection errors (client resets, timeouts) are expected in tests.
-            let _ = token.run_until_cancelled(connection).await;
+            let Some(acceptor) = tls else {
+                return serve(stream, shared, shutdown).await;
+            };
+            // Failed handshakes (a client that rejects the certificate) are
+            // expected in tests.
+            if let Some(Ok(stream)) = shutdown.run_until_cancelled(acceptor.accept(stream)).await {
+                serve(stream, shared, shutdown).await;
+            }
         });
     }
+}
+
+/// Serves one connection, plain or TLS, until it ends or the receiver stops.
+async fn serve<I>(stream: I, shared: Arc<Shared>, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let token = shutdown.clone();
+    let service = service_fn(move |request| {
+        let (shared, shutdown) = (Arc::clone(&shared), shutdown.clone());
+        async move {
+            // HTTP/2 streams run on their own tasks: stop them too.
+            match shutdown.run_until_cancelled(handle(&shared, request)).await {
+                Some(result) => result,
+                None => Err(io::Error::other("test receiver dropped")),
+            }
+        }
+    });
+    let builder = Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    // Connection errors (client resets, timeouts) are expected in tests.
+    let _ = token.run_until_cancelled(connection).await;
 }
 
 async fn handle(shared: &Shared, request: Request<Incoming>) -> io::Result<Response<Full<Bytes>>> {
     let received_at = Instant::now();
     let (parts, body) = request.into_parts();
+    let version = format!("{:?}", parts.version);
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     let lossy = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
     let behavior = shared.record(ReceivedRequest {
@@ -290,6 +353,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> io::Result<Respo
             .map(|(n, v)| (n.to_string(), lossy(v)))
             .collect(),
         body,
+        version,
         received_at,
     });
     let Some((delay, response)) = behavior.response() else {
