@@ -116,6 +116,7 @@ impl Store {
         id: &DeliveryId,
         now: Timestamp,
     ) -> Result<Result<Delivery, DeliveryStatus>, StoreError> {
+        let _write = self.write_lock().await;
         let filter = DeliveryFilter::default();
         let updated = reschedule(
             filter_condition(project, &filter).add(delivery::Column::Id.eq(id.as_str())),
@@ -138,6 +139,7 @@ impl Store {
         filter: &DeliveryFilter,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        let _write = self.write_lock().await;
         Ok(reschedule(filter_condition(project, filter), now)
             .exec(&self.db)
             .await?
@@ -158,6 +160,7 @@ impl Store {
         skip: &[EndpointId],
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let _write = self.write_lock().await;
         let claimable = || {
             let alive = Query::select()
                 .column(node::Column::Id)
@@ -220,6 +223,7 @@ impl Store {
         results: &[DeliveryResult],
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
         let attempts: Vec<delivery_attempt::ActiveModel> = results
             .iter()
@@ -283,6 +287,7 @@ impl Store {
 
     /// Announces a node (or refreshes its heartbeat).
     pub async fn heartbeat(&self, me: &NodeId, now: Timestamp) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
         let updated = node::Entity::update_many()
             .col_expr(node::Column::HeartbeatAt, Expr::value(now.unix_micros()))
             .filter(node::Column::Id.eq(me.as_str()))
@@ -303,6 +308,7 @@ impl Store {
     /// Hands back every delivery `me` holds and forgets the node: on a clean
     /// shutdown, so others need not wait for its heartbeat to go stale.
     pub async fn release_node(&self, me: &NodeId, now: Timestamp) -> Result<u64, StoreError> {
+        let _write = self.write_lock().await;
         let released = delivery::Entity::update_many()
             .col_expr(
                 delivery::Column::LeaseOwner,
@@ -326,6 +332,7 @@ impl Store {
     /// Forgets every other node: for an embedded (single-process) database,
     /// where any other holder is a previous run of this process that died.
     pub async fn forget_other_nodes(&self, me: &NodeId) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
         node::Entity::delete_many()
             .filter(node::Column::Id.ne(me.as_str()))
             .exec(&self.db)

@@ -37,6 +37,7 @@ impl Store {
         endpoint: &Endpoint,
         secret: &Secret,
     ) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
         endpoint::Entity::insert(to_row(endpoint))
             .exec_without_returning(&txn)
@@ -106,6 +107,7 @@ impl Store {
                 return Ok(Err(refused));
             }
             endpoint.revision = read_revision + 1;
+            let _write = self.write_lock().await;
             let txn = self.db.begin().await?;
             let written = endpoint::Entity::update_many()
                 .set(to_row(&endpoint))
@@ -137,6 +139,7 @@ impl Store {
         project: &ProjectId,
         id: &EndpointId,
     ) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
         let deleted = endpoint::Entity::delete_many()
             .filter(endpoint::Column::Id.eq(id.as_str()))
             .filter(endpoint::Column::ProjectId.eq(project.as_str()))

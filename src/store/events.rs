@@ -66,6 +66,7 @@ impl Store {
         records: &[PublishRecord],
         dedup_since: Timestamp,
     ) -> Result<Vec<Published>, StoreError> {
+        let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
         let mut outcomes = Vec::with_capacity(records.len());
         let mut seen_in_batch: HashMap<(&ProjectId, &str), EventId> = HashMap::new();

@@ -78,13 +78,19 @@ fn is_transient(err: &sea_orm::DbErr) -> bool {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite has one writer at a time, and its busy handler waits by
+    /// sleeping (up to 100 ms a try): writers queue here instead, so commits
+    /// follow each other without gaps. `None` on PostgreSQL.
+    writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
     /// Connects; runs no migrations (see [`Store::migrate`]).
     pub async fn connect(target: &DatabaseTarget) -> Result<Self, StoreError> {
+        let embedded = matches!(target, DatabaseTarget::Sqlite { .. });
         Ok(Self {
             db: connect::open(target).await?,
+            writes: embedded.then(Default::default),
         })
     }
 
@@ -92,6 +98,14 @@ impl Store {
     /// once on PostgreSQL: they take turns under an advisory lock.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         connect::migrate(&self.db).await
+    }
+
+    /// Held for the length of every write on SQLite (see `writes`).
+    async fn write_lock(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.writes {
+            Some(writes) => Some(writes.lock().await),
+            None => None,
+        }
     }
 
     /// A cheap round trip, for readiness.

@@ -28,6 +28,7 @@ pub struct ProjectSummary {
 
 impl Store {
     pub async fn create_project(&self, new: NewProject) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
         let NewProject {
             project,
             key_id,
@@ -82,6 +83,7 @@ impl Store {
         key: &ApiKey,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
         // Write first: a SQLite transaction that reads before writing cannot
         // take the write lock if another writer committed in between.
