@@ -1,5 +1,5 @@
-//! Endpoint settings and secrets for the senders, read from the store at
-//! most once per `ttl` per endpoint. Changes made through this process are
+//! Endpoint settings and secrets for the senders, and each project's list of
+//! endpoints for publishing, read from the store at most once per `ttl`. Changes made through this process are
 //! seen at once (the API invalidates the entry); changes made by another
 //! process on the same database within `ttl`.
 
@@ -10,10 +10,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::endpoint::Endpoint;
-use crate::domain::ids::EndpointId;
+use crate::domain::ids::{EndpointId, ProjectId};
 use crate::domain::secret::{Secret, SecretVersion};
 use crate::domain::time::Timestamp;
-use crate::store::{Store, StoreError};
+use crate::store::{EndpointFilter, Store, StoreError};
 
 /// What a sender needs to know about an endpoint.
 #[derive(Debug)]
@@ -39,10 +39,14 @@ type Entries = HashMap<EndpointId, (Instant, Option<Arc<EndpointSnapshot>>)>;
 /// Entries beyond this are pruned of expired ones.
 const PRUNE_ABOVE: usize = 10_000;
 
+/// A project's endpoints, for fan-out and broadcast, with when read.
+type ProjectLists = HashMap<ProjectId, (Instant, Arc<Vec<Endpoint>>)>;
+
 pub(super) struct EndpointCache {
     store: Store,
     ttl: Duration,
     entries: RwLock<Entries>,
+    projects: RwLock<ProjectLists>,
 }
 
 impl EndpointCache {
@@ -51,6 +55,7 @@ impl EndpointCache {
             store,
             ttl,
             entries: RwLock::new(HashMap::new()),
+            projects: RwLock::new(HashMap::new()),
         }
     }
 
@@ -77,8 +82,41 @@ impl EndpointCache {
         Ok(snapshot)
     }
 
+    /// Every endpoint of `project`, oldest first.
+    pub(super) async fn project_endpoints(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Arc<Vec<Endpoint>>, StoreError> {
+        if let Some((loaded, list)) = self
+            .projects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(project)
+            && loaded.elapsed() < self.ttl
+        {
+            return Ok(list.clone());
+        }
+        let list = Arc::new(
+            self.store
+                .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
+                .await?,
+        );
+        let mut projects = self.projects.write().unwrap_or_else(|p| p.into_inner());
+        if projects.len() > PRUNE_ABOVE {
+            projects.retain(|_, (loaded, _)| loaded.elapsed() < self.ttl);
+        }
+        projects.insert(project.clone(), (Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// An endpoint was created, changed or deleted through this process.
     pub(super) fn invalidate(&self, id: &EndpointId) {
         self.write().remove(id);
+        // Endpoint changes are rare; dropping every list is simplest.
+        self.projects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {

@@ -34,9 +34,7 @@ use crate::domain::event::{Event, EventTarget, NewEvent};
 use crate::domain::ids::{AttemptId, DeliveryId, EndpointId, EventId, NodeId, ProjectId};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::{Clock, Timestamp};
-use crate::store::{
-    DeliveryResult, EndpointFilter, NewDelivery, PublishRecord, Published, Store, StoreError,
-};
+use crate::store::{DeliveryResult, NewDelivery, PublishRecord, Published, Store, StoreError};
 use crate::system;
 
 /// How the engine behaves; the defaults suit a small server.
@@ -313,47 +311,48 @@ impl Engine {
         Ok(published)
     }
 
-    /// The endpoints an event goes to.
+    /// The endpoints an event goes to, as of at most `endpoint_cache_ttl`
+    /// ago (at once for changes made through this process).
     async fn resolve(
         &self,
         project: &ProjectId,
         new: &NewEvent,
         index: usize,
     ) -> Result<Vec<Endpoint>, PublishError> {
-        let store = &self.shared.store;
-        let admits = |e: &Endpoint| e.event_types.admits(&new.event_type);
+        let cache = &self.shared.cache;
+        let admits = |e: &&Endpoint| e.event_types.admits(&new.event_type);
         Ok(match &new.target {
-            EventTarget::Endpoint(id) => match store.get_endpoint(project, id).await {
-                Ok(endpoint) => vec![endpoint],
-                Err(StoreError::NotFound) => {
+            EventTarget::Endpoint(id) => match cache.get(id).await? {
+                Some(snapshot) if snapshot.endpoint.project_id == *project => {
+                    vec![snapshot.endpoint.clone()]
+                }
+                _ => {
                     return Err(PublishError::TargetNotFound {
                         index,
                         what: "endpoint",
                     });
                 }
-                Err(err) => return Err(err.into()),
             },
             EventTarget::Owner(owner) => {
-                let filter = EndpointFilter {
-                    owner_id: Some(owner.clone()),
-                    status: None,
-                };
-                let owned = store
-                    .list_endpoints(project, &filter, None, u32::MAX)
-                    .await?;
+                let all = cache.project_endpoints(project).await?;
+                let owned: Vec<&Endpoint> = all
+                    .iter()
+                    .filter(|e| e.owner_id.as_ref() == Some(owner))
+                    .collect();
                 if owned.is_empty() {
                     return Err(PublishError::TargetNotFound {
                         index,
                         what: "owner_id",
                     });
                 }
-                owned.into_iter().filter(admits).collect()
+                owned.into_iter().filter(admits).cloned().collect()
             }
-            EventTarget::Broadcast => store
-                .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
+            EventTarget::Broadcast => cache
+                .project_endpoints(project)
                 .await?
-                .into_iter()
+                .iter()
                 .filter(admits)
+                .cloned()
                 .collect(),
         })
     }

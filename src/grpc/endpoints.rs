@@ -69,6 +69,7 @@ impl EndpointService for EndpointApi {
             .insert_endpoint(&endpoint, &secret)
             .await
             .map_err(ApiError::from_store("endpoint"))?;
+        self.engine.endpoint_changed(&endpoint.id);
         tracing::info!(endpoint = %endpoint.id, project = %endpoint.project_id, "endpoint created");
         let mut reply = endpoint_to_pb(&endpoint);
         if generated {

@@ -3,8 +3,8 @@
 
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
 };
 
 use super::entities::{delivery, delivery_attempt, node};
@@ -237,49 +237,10 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        for result in results {
-            let (id, mut update) = match result {
-                DeliveryResult::Attempted {
-                    attempt,
-                    verdict,
-                    description,
-                } => {
-                    let (status, next) = match verdict {
-                        Verdict::Success => (DeliveryStatus::Success, None),
-                        Verdict::Retry { at } => (DeliveryStatus::Retry, Some(at.unix_micros())),
-                        Verdict::Failure { .. } => (DeliveryStatus::Failure, None),
-                    };
-                    let mut update = settle(status, next, description);
-                    update = update.col_expr(
-                        delivery::Column::Attempts,
-                        Expr::value(attempt.number as i32),
-                    );
-                    if let Some(http) = attempt.http_status {
-                        update = update.col_expr(
-                            delivery::Column::LastHttpStatus,
-                            Expr::value(i32::from(http)),
-                        );
-                    }
-                    (&attempt.delivery_id, update)
-                }
-                DeliveryResult::Discarded {
-                    delivery_id,
-                    description,
-                } => (
-                    delivery_id,
-                    settle(DeliveryStatus::Discarded, None, description),
-                ),
-                DeliveryResult::Released { delivery_id, at } => (
-                    delivery_id,
-                    settle(DeliveryStatus::Scheduled, Some(at.unix_micros()), ""),
-                ),
-            };
-            update = update.col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()));
-            update
-                .filter(delivery::Column::Id.eq(id.as_str()))
-                .filter(delivery::Column::LeaseOwner.eq(me.as_str()))
-                .exec(&txn)
-                .await?;
+        let settled: Vec<Settled<'_>> = results.iter().map(Settled::of).collect();
+        for chunk in settled.chunks(SETTLE_CHUNK) {
+            let statement = settle_statement(self.db.get_database_backend(), me, chunk, now);
+            txn.execute_raw(statement).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -344,6 +305,128 @@ impl Store {
     pub fn is_embedded(&self) -> bool {
         self.db.get_database_backend() == DbBackend::Sqlite
     }
+}
+
+/// Rows per settling UPDATE: 6 parameters each, far below both databases'
+/// parameter limits.
+const SETTLE_CHUNK: usize = 500;
+
+/// The new state of one delivery after a result.
+struct Settled<'a> {
+    id: &'a str,
+    status: DeliveryStatus,
+    /// `None`: unchanged.
+    attempts: Option<i32>,
+    next_attempt_at: Option<i64>,
+    description: &'a str,
+    /// `None`: unchanged.
+    http_status: Option<i32>,
+}
+
+impl<'a> Settled<'a> {
+    fn of(result: &'a DeliveryResult) -> Self {
+        match result {
+            DeliveryResult::Attempted {
+                attempt,
+                verdict,
+                description,
+            } => {
+                let (status, next_attempt_at) = match verdict {
+                    Verdict::Success => (DeliveryStatus::Success, None),
+                    Verdict::Retry { at } => (DeliveryStatus::Retry, Some(at.unix_micros())),
+                    Verdict::Failure { .. } => (DeliveryStatus::Failure, None),
+                };
+                Self {
+                    id: attempt.delivery_id.as_str(),
+                    status,
+                    attempts: Some(attempt.number as i32),
+                    next_attempt_at,
+                    description,
+                    http_status: attempt.http_status.map(i32::from),
+                }
+            }
+            DeliveryResult::Discarded {
+                delivery_id,
+                description,
+            } => Self {
+                id: delivery_id.as_str(),
+                status: DeliveryStatus::Discarded,
+                attempts: None,
+                next_attempt_at: None,
+                description,
+                http_status: None,
+            },
+            DeliveryResult::Released { delivery_id, at } => Self {
+                id: delivery_id.as_str(),
+                status: DeliveryStatus::Scheduled,
+                attempts: None,
+                next_attempt_at: Some(at.unix_micros()),
+                description: "",
+                http_status: None,
+            },
+        }
+    }
+}
+
+/// One UPDATE for many deliveries (a VALUES list joined on id), instead of
+/// one statement each: with SQLite every statement is a round trip to its
+/// worker thread. Only deliveries still held by `me` change.
+fn settle_statement(
+    backend: DbBackend,
+    me: &NodeId,
+    rows: &[Settled<'_>],
+    now: Timestamp,
+) -> Statement {
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 6 + 2);
+    let mut sql = String::from(
+        "WITH v(id, status, attempts, next_attempt_at, description, http_status) AS (VALUES ",
+    );
+    let mut n = 0;
+    let mut param = |sql: &mut String, cast: &str| {
+        n += 1;
+        match backend {
+            DbBackend::Postgres => sql.push_str(&format!("CAST(${n} AS {cast})")),
+            _ => sql.push_str(&format!("CAST(? AS {cast})")),
+        }
+    };
+    for (i, row) in rows.iter().enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for (j, cast) in [
+            "VARCHAR(64)",
+            "VARCHAR(16)",
+            "INTEGER",
+            "BIGINT",
+            "TEXT",
+            "INTEGER",
+        ]
+        .iter()
+        .enumerate()
+        {
+            if j > 0 {
+                sql.push_str(", ");
+            }
+            param(&mut sql, cast);
+        }
+        sql.push(')');
+        values.push(row.id.into());
+        values.push(row.status.as_str().into());
+        values.push(row.attempts.into());
+        values.push(row.next_attempt_at.into());
+        values.push(row.description.into());
+        values.push(row.http_status.into());
+    }
+    sql.push_str(
+        ") UPDATE deliveries SET status = v.status, \
+         attempts = COALESCE(v.attempts, deliveries.attempts), \
+         next_attempt_at = v.next_attempt_at, lease_owner = NULL, description = v.description, \
+         last_http_status = COALESCE(v.http_status, deliveries.last_http_status), updated_at = ",
+    );
+    param(&mut sql, "BIGINT");
+    sql.push_str(" FROM v WHERE deliveries.id = v.id AND deliveries.lease_owner = ");
+    param(&mut sql, "VARCHAR(64)");
+    values.push(now.unix_micros().into());
+    values.push(me.as_str().into());
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 fn settle(
