@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -146,9 +145,16 @@ impl App {
             .add_service(reflection().build_v1alpha()?)
             .add_service(EndpointServiceServer::new(endpoints))
             .add_service(EventServiceServer::new(events).max_decoding_message_size(max_message))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
-                let _ = stop_rx.await;
-            });
+            // The builder's tcp_nodelay only applies to listeners tonic binds
+            // itself; without it on ours, small responses wait on Nagle.
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(self.listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(KEEPALIVE_INTERVAL)),
+                async {
+                    let _ = stop_rx.await;
+                },
+            );
         let mut serve = std::pin::pin!(serve);
         tracing::info!(addr = %self.local_addr, "serving gRPC");
 

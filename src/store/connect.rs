@@ -54,12 +54,18 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Relaxed => SqliteSynchronous::Normal,
             };
-            options.max_connections(8).map_sqlx_sqlite_opts(move |o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(synchronous)
-                    .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true)
-            });
+            // A local file cannot drop a connection: skip the ping that
+            // would otherwise precede every acquire (a worker-thread round
+            // trip each).
+            options
+                .max_connections(8)
+                .test_before_acquire(false)
+                .map_sqlx_sqlite_opts(move |o| {
+                    o.journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(synchronous)
+                        .busy_timeout(Duration::from_secs(5))
+                        .foreign_keys(true)
+                });
             options
         }
         DatabaseTarget::Postgres {
