@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// Length of the latency scenario.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Run only these scenarios (repeatable), e.g. to profile one; the JSON
+    /// then holds zeros for the others.
+    #[arg(long, value_parser = ["ceiling", "publish", "e2e", "fanout", "latency", "isolation", "backlog"])]
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,14 @@ pub struct BenchPlan {
     pub instances: usize,
     pub rate: u32,
     pub duration: Duration,
+    /// Scenario names to run; empty means all.
+    pub only: Vec<String>,
+}
+
+impl BenchPlan {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 struct Sizes {
@@ -76,28 +84,37 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
         None => BenchDatabase::Sqlite,
     };
     let instances = plan.instances;
-    let steps =
-        1 + 1 + 2 * sizes.repeats + 1 + sizes.repeats + usize::from(sizes.backlog.is_some());
+    let backlog = sizes.backlog.filter(|_| plan.runs("backlog"));
+    let steps = usize::from(plan.runs("ceiling"))
+        + usize::from(plan.runs("publish"))
+        + sizes.repeats * (usize::from(plan.runs("e2e")) + usize::from(plan.runs("fanout")))
+        + usize::from(plan.runs("latency"))
+        + sizes.repeats * usize::from(plan.runs("isolation"))
+        + usize::from(backlog.is_some());
     let progress = Progress::new(steps);
     let mut summary = Summary::default();
     let mut accounting = Accounting::default();
 
-    progress.begin("ceiling: plain hyper client -> receiver");
-    summary.ceiling_per_s = scenarios::ceiling(CONCURRENCY, sizes.ceiling, &progress).await?;
-    progress.result(&format!("{:.0} requests/s", summary.ceiling_per_s));
+    if plan.runs("ceiling") {
+        progress.begin("ceiling: plain hyper client -> receiver");
+        summary.ceiling_per_s = scenarios::ceiling(CONCURRENCY, sizes.ceiling, &progress).await?;
+        progress.result(&format!("{:.0} requests/s", summary.ceiling_per_s));
+    }
 
-    progress.begin("publish: CreateEvent x64, then BatchCreateEvents");
-    let ((single, batch), counted) =
-        scenarios::publish(&database, instances, sizes.publish, CONCURRENCY, &progress).await?;
-    accounting.add(counted);
-    summary.publish_single_per_s = single;
-    summary.publish_batch_per_s = batch;
-    summary.publish_per_s = single.max(batch);
-    progress.result(&format!("single {single:.0}/s, batch {batch:.0}/s"));
+    if plan.runs("publish") {
+        progress.begin("publish: CreateEvent x64, then BatchCreateEvents");
+        let ((single, batch), counted) =
+            scenarios::publish(&database, instances, sizes.publish, CONCURRENCY, &progress).await?;
+        accounting.add(counted);
+        summary.publish_single_per_s = single;
+        summary.publish_batch_per_s = batch;
+        summary.publish_per_s = single.max(batch);
+        progress.result(&format!("single {single:.0}/s, batch {batch:.0}/s"));
+    }
 
     let mut e2e = Vec::new();
     let mut peaks = Vec::new();
-    for run in 1..=sizes.repeats {
+    for run in (1..=sizes.repeats).filter(|_| plan.runs("e2e")) {
         progress.begin(&format!(
             "end to end, 1 endpoint, {} deliveries (run {run})",
             sizes.e2e
@@ -114,7 +131,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
     summary.e2e_vs_ceiling = summary.e2e_per_s / summary.ceiling_per_s.max(1e-9);
 
     let mut fanout = Vec::new();
-    for run in 1..=sizes.repeats {
+    for run in (1..=sizes.repeats).filter(|_| plan.runs("fanout")) {
         progress.begin(&format!(
             "fan-out to 10 endpoints, {} deliveries (run {run})",
             sizes.e2e
@@ -127,28 +144,30 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
     }
     summary.fanout_e2e_per_s = median(&fanout);
 
-    progress.begin(&format!(
-        "latency at {} events/s for {} s",
-        plan.rate,
-        sizes.latency.as_secs_f64()
-    ));
-    let (figures, counted) =
-        scenarios::latency(&database, instances, plan.rate, sizes.latency, &progress).await?;
-    accounting.add(counted);
-    [
-        summary.ack_p50_ms,
-        summary.ack_p99_ms,
-        summary.e2e_p50_ms,
-        summary.e2e_p99_ms,
-        summary.e2e_max_ms,
-    ] = figures;
-    progress.result(&format!(
-        "ack p50 {:.2} ms p99 {:.2} ms; receive p50 {:.2} ms p99 {:.2} ms",
-        figures[0], figures[1], figures[2], figures[3]
-    ));
+    if plan.runs("latency") {
+        progress.begin(&format!(
+            "latency at {} events/s for {} s",
+            plan.rate,
+            sizes.latency.as_secs_f64()
+        ));
+        let (figures, counted) =
+            scenarios::latency(&database, instances, plan.rate, sizes.latency, &progress).await?;
+        accounting.add(counted);
+        [
+            summary.ack_p50_ms,
+            summary.ack_p99_ms,
+            summary.e2e_p50_ms,
+            summary.e2e_p99_ms,
+            summary.e2e_max_ms,
+        ] = figures;
+        progress.result(&format!(
+            "ack p50 {:.2} ms p99 {:.2} ms; receive p50 {:.2} ms p99 {:.2} ms",
+            figures[0], figures[1], figures[2], figures[3]
+        ));
+    }
 
     let mut ratios = Vec::new();
-    for run in 1..=sizes.repeats {
+    for run in (1..=sizes.repeats).filter(|_| plan.runs("isolation")) {
         progress.begin(&format!(
             "isolation: 10 healthy endpoints, then with a black hole (run {run})"
         ));
@@ -160,7 +179,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
     }
     summary.isolation_ratio = median(&ratios);
 
-    if let Some(deliveries) = sizes.backlog {
+    if let Some(deliveries) = backlog {
         progress.begin(&format!(
             "memory: a backlog of {deliveries} deliveries waiting to retry"
         ));

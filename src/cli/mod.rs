@@ -80,6 +80,7 @@ async fn bench(args: crate::config::BenchArgs, database: &DatabaseArgs) -> Resul
         instances: args.instances as usize,
         rate: args.rate,
         duration: args.duration,
+        only: args.only,
     };
     crate::bench::run(plan).await.map_err(CliError::Usage)
 }

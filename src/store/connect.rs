@@ -40,6 +40,11 @@ pub enum Durability {
     Relaxed,
 }
 
+/// Prepared statements kept per connection. Batched statements differ by
+/// their row count, and a cached 1000-row INSERT is a large program: the
+/// default of 100 let a busy SQLite connection pool grow by hundreds of MiB.
+const STATEMENT_CACHE: usize = 24;
+
 /// How long to wait for the database before giving up on a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -65,6 +70,7 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
                         .synchronous(synchronous)
                         .busy_timeout(Duration::from_secs(5))
                         .foreign_keys(true)
+                        .statement_cache_capacity(STATEMENT_CACHE)
                 });
             options
         }
@@ -75,7 +81,9 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
         } => {
             probe_postgres(url, schema.as_deref()).await?;
             let mut options = ConnectOptions::new(url.clone());
-            options.max_connections(*max_connections);
+            options
+                .max_connections(*max_connections)
+                .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(STATEMENT_CACHE));
             if let Some(schema) = schema {
                 options.set_schema_search_path(schema.clone());
             }
