@@ -1,6 +1,13 @@
 //! The outbound HTTP client: hyper over rustls (ring), keep-alive pool,
 //! HTTP/1.1 and HTTP/2 by ALPN, no redirects followed. One timeout covers
 //! connecting, the TLS handshake, the response head and the body read.
+//!
+//! Extension points, for the endpoint-lifecycle work: the `HttpConnector`
+//! takes a custom resolver (`HttpConnector::new_with_resolver`), where every
+//! resolved address can be checked before a connection is made (the SSRF
+//! guard; IP-literal URLs bypass resolvers and need the same check on the
+//! URI); and a per-endpoint `rustls::ClientConfig` with
+//! `with_client_auth_cert` gives an endpoint its own client (mTLS).
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -239,15 +239,15 @@ impl Engine {
             };
             let deliveries = endpoints
                 .iter()
-                .map(|endpoint| {
-                    let refused = match endpoint.status {
+                .map(|(endpoint, status)| {
+                    let refused = match status {
                         EndpointStatus::Paused => Some(reason::ENDPOINT_PAUSED),
                         EndpointStatus::Inactive => Some(reason::ENDPOINT_INACTIVE),
                         EndpointStatus::Active | EndpointStatus::Pending => None,
                     };
                     NewDelivery {
                         id: DeliveryId::from_uuid(system::new_uuid()),
-                        endpoint_id: endpoint.id.clone(),
+                        endpoint_id: endpoint.clone(),
                         status: if refused.is_some() {
                             DeliveryStatus::Discarded
                         } else {
@@ -258,7 +258,7 @@ impl Engine {
                     }
                 })
                 .collect();
-            targets.push(endpoints.into_iter().map(|e| e.id).collect::<Vec<_>>());
+            targets.push(endpoints.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
             records.push(PublishRecord { event, deliveries });
         }
 
@@ -318,13 +318,14 @@ impl Engine {
         project: &ProjectId,
         new: &NewEvent,
         index: usize,
-    ) -> Result<Vec<Endpoint>, PublishError> {
+    ) -> Result<Vec<(EndpointId, EndpointStatus)>, PublishError> {
         let cache = &self.shared.cache;
+        let target = |e: &Endpoint| (e.id.clone(), e.status);
         let admits = |e: &&Endpoint| e.event_types.admits(&new.event_type);
         Ok(match &new.target {
             EventTarget::Endpoint(id) => match cache.get(id).await? {
                 Some(snapshot) if snapshot.endpoint.project_id == *project => {
-                    vec![snapshot.endpoint.clone()]
+                    vec![target(&snapshot.endpoint)]
                 }
                 _ => {
                     return Err(PublishError::TargetNotFound {
@@ -345,14 +346,14 @@ impl Engine {
                         what: "owner_id",
                     });
                 }
-                owned.into_iter().filter(admits).cloned().collect()
+                owned.into_iter().filter(admits).map(target).collect()
             }
             EventTarget::Broadcast => cache
                 .project_endpoints(project)
                 .await?
                 .iter()
                 .filter(admits)
-                .cloned()
+                .map(target)
                 .collect(),
         })
     }
