@@ -8,9 +8,7 @@ use std::time::Duration;
 use hookd::grpc::pb;
 use hookd::grpc::pb::endpoint_service_client::EndpointServiceClient;
 
-use hookd::store::DatabaseTarget;
-
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::{Backend, TestDb, database_args};
 
 fn hookd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
@@ -21,27 +19,6 @@ fn hookd() -> Command {
         }
     }
     cmd
-}
-
-/// The flags that point the binary at a test database.
-fn database_args(db: &TestDb) -> Vec<String> {
-    match &db.target {
-        DatabaseTarget::Sqlite { path, .. } => {
-            vec![
-                "--database-url".into(),
-                format!("sqlite://{}", path.display()),
-            ]
-        }
-        DatabaseTarget::Postgres { url, schema, .. } => {
-            let mut args = vec!["--database-url".into(), url.clone()];
-            args.extend(
-                schema
-                    .iter()
-                    .flat_map(|s| ["--database-schema".into(), s.clone()]),
-            );
-            args
-        }
-    }
 }
 
 fn backends() -> Vec<Backend> {

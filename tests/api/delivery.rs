@@ -7,39 +7,19 @@ use hookd::grpc::pb;
 use tonic::Code;
 
 use crate::db_test;
-use crate::helpers::{TestApp, wait_for_delivery};
+use crate::helpers::{TestApp, attempts_of, receiver_endpoint, to_endpoint, wait_for_delivery};
 use crate::receiver::{Behavior, TestReceiver};
 
-const WAIT: Duration = Duration::from_secs(10);
-
+/// An endpoint at `receiver`, signed with `convoy-secret-1`.
 async fn endpoint_at(
     app: &TestApp,
     receiver: &TestReceiver,
     f: impl FnOnce(&mut pb::Endpoint),
 ) -> pb::Endpoint {
-    let mut ep = pb::Endpoint {
-        name: "receiver".into(),
-        url: receiver.url("/hook"),
-        secret: "convoy-secret-1".into(),
-        ..Default::default()
-    };
-    f(&mut ep);
-    app.endpoints()
-        .await
-        .create_endpoint(pb::CreateEndpointRequest { endpoint: Some(ep) })
-        .await
-        .expect("endpoint created")
-        .into_inner()
+    receiver_endpoint(app, receiver, "convoy-secret-1", f).await
 }
 
-fn to_endpoint(id: &str, payload: &str) -> pb::CreateEventRequest {
-    pb::CreateEventRequest {
-        event_type: "order.paid".into(),
-        payload: payload.into(),
-        target: Some(pb::create_event_request::Target::EndpointId(id.into())),
-        ..Default::default()
-    }
-}
+const WAIT: Duration = Duration::from_secs(10);
 
 db_test!(
     an_event_arrives_signed_and_the_delivery_succeeds,
@@ -330,19 +310,6 @@ db_test!(
         receiver.expect_no_request(Duration::from_millis(300)).await;
     }
 );
-
-async fn attempts_of(app: &TestApp, delivery: &str) -> Vec<pb::DeliveryAttempt> {
-    app.events()
-        .await
-        .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
-            delivery_id: delivery.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .attempts
-}
 
 db_test!(failed_attempts_record_what_went_wrong, |app| async move {
     // Connection refused: no response, no address.

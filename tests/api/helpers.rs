@@ -383,7 +383,18 @@ pub(crate) async fn wait_for_delivery(
     status: pb::DeliveryStatus,
     within: Duration,
 ) -> pb::Delivery {
-    let mut client = app.events().await;
+    wait_for_delivery_with(app, &app.api_key, id, status, within).await
+}
+
+/// The same, for the project of `api_key`.
+pub(crate) async fn wait_for_delivery_with(
+    app: &TestApp,
+    api_key: &str,
+    id: &str,
+    status: pb::DeliveryStatus,
+    within: Duration,
+) -> pb::Delivery {
+    let mut client = app.events_with(api_key).await;
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let delivery = client
@@ -398,5 +409,73 @@ pub(crate) async fn wait_for_delivery(
             panic!("delivery {id} never became {status:?}; last seen: {delivery:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Registers an endpoint at `receiver`'s `/hook`, signed with `secret`, with
+/// whatever else `f` sets.
+pub(crate) async fn receiver_endpoint(
+    app: &TestApp,
+    receiver: &crate::receiver::TestReceiver,
+    secret: &str,
+    f: impl FnOnce(&mut pb::Endpoint),
+) -> pb::Endpoint {
+    let mut ep = pb::Endpoint {
+        name: "receiver".into(),
+        url: receiver.url("/hook"),
+        secret: secret.into(),
+        ..Default::default()
+    };
+    f(&mut ep);
+    app.endpoints()
+        .await
+        .create_endpoint(pb::CreateEndpointRequest { endpoint: Some(ep) })
+        .await
+        .expect("endpoint created")
+        .into_inner()
+}
+
+/// An `order.paid` event to one endpoint.
+pub(crate) fn to_endpoint(id: &str, payload: &str) -> pb::CreateEventRequest {
+    pb::CreateEventRequest {
+        event_type: "order.paid".into(),
+        payload: payload.into(),
+        target: Some(pb::create_event_request::Target::EndpointId(id.into())),
+        ..Default::default()
+    }
+}
+
+/// The first page of a delivery's attempts.
+pub(crate) async fn attempts_of(app: &TestApp, delivery: &str) -> Vec<pb::DeliveryAttempt> {
+    app.events()
+        .await
+        .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
+            delivery_id: delivery.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("attempts readable")
+        .into_inner()
+        .attempts
+}
+
+/// The flags that point the hookd binary at a test database.
+pub(crate) fn database_args(db: &TestDb) -> Vec<String> {
+    match &db.target {
+        DatabaseTarget::Sqlite { path, .. } => {
+            vec![
+                "--database-url".into(),
+                format!("sqlite://{}", path.display()),
+            ]
+        }
+        DatabaseTarget::Postgres { url, schema, .. } => {
+            let mut args = vec!["--database-url".into(), url.clone()];
+            args.extend(
+                schema
+                    .iter()
+                    .flat_map(|s| ["--database-schema".into(), s.clone()]),
+            );
+            args
+        }
     }
 }

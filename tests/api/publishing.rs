@@ -15,45 +15,27 @@ use sha2::{Sha256, Sha512};
 use tonic::{Code, Request, Status};
 
 use crate::db_test;
-use crate::helpers::{EventClient, TestApp, assert_invalid_field, wait_for_delivery};
+use crate::helpers::{
+    EventClient, TestApp, assert_invalid_field, receiver_endpoint, to_endpoint, wait_for_delivery,
+};
 use crate::receiver::{Behavior, ReceivedRequest, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long "nothing else arrives" is watched for.
 const QUIET: Duration = Duration::from_millis(500);
 const SECRET: &str = "convoy-secret-1";
-const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-/// Odd spacing, escapes and non-ASCII text: must arrive exactly like this.
-const ODD_PAYLOAD: &str = "  {\"note\" :\t\"h\u{e9}llo w\u{f6}rld \u{2713} \u{1F600}\",\n  \"escaped\": \"\\u00e9\\n\\\"q\\\"\",   \"n\":[1 ,2.50, -0e0],\"empty\":{ } }\n";
 
+/// An endpoint at `receiver`, signed with `SECRET`.
 async fn endpoint_at(
     app: &TestApp,
     receiver: &TestReceiver,
     f: impl FnOnce(&mut pb::Endpoint),
 ) -> pb::Endpoint {
-    let mut ep = pb::Endpoint {
-        name: "receiver".into(),
-        url: receiver.url("/hook"),
-        secret: SECRET.into(),
-        ..Default::default()
-    };
-    f(&mut ep);
-    app.endpoints()
-        .await
-        .create_endpoint(pb::CreateEndpointRequest { endpoint: Some(ep) })
-        .await
-        .expect("endpoint created")
-        .into_inner()
+    receiver_endpoint(app, receiver, SECRET, f).await
 }
-
-fn to_endpoint(id: &str, payload: &str) -> pb::CreateEventRequest {
-    pb::CreateEventRequest {
-        event_type: "order.paid".into(),
-        payload: payload.into(),
-        target: Some(Target::EndpointId(id.into())),
-        ..Default::default()
-    }
-}
+const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+/// Odd spacing, escapes and non-ASCII text: must arrive exactly like this.
+const ODD_PAYLOAD: &str = "  {\"note\" :\t\"h\u{e9}llo w\u{f6}rld \u{2713} \u{1F600}\",\n  \"escaped\": \"\\u00e9\\n\\\"q\\\"\",   \"n\":[1 ,2.50, -0e0],\"empty\":{ } }\n";
 
 fn to_target(target: Target) -> pb::CreateEventRequest {
     pb::CreateEventRequest {

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use hookd::grpc::pb;
 use hookd::grpc::pb::create_event_request::Target;
-use hookd::store::DatabaseTarget;
 
 use crate::db_test;
 use crate::helpers::{
-    Backend, TestApp, TestDb, spawn_app_on, test_delivery_config, wait_for_delivery,
+    Backend, TestApp, TestDb, database_args, spawn_app_on, test_delivery_config, wait_for_delivery,
+    wait_for_delivery_with,
 };
 use crate::receiver::{Behavior, TestReceiver};
 
@@ -84,7 +84,7 @@ db_test!(pending_retries_survive_a_restart, |app| async move {
     app.clock.advance(Duration::from_secs(60));
     app.engine.tick().await.unwrap();
     for id in &ids {
-        wait_for_delivery_with(&app, &key, id, pb::DeliveryStatus::Success).await;
+        wait_for_delivery_with(&app, &key, id, pb::DeliveryStatus::Success, WAIT).await;
     }
     assert_eq!(
         receiver.count(),
@@ -92,52 +92,6 @@ db_test!(pending_retries_survive_a_restart, |app| async move {
         "each delivery: one failure before, one success after"
     );
 });
-
-async fn wait_for_delivery_with(
-    app: &TestApp,
-    key: &str,
-    id: &str,
-    status: pb::DeliveryStatus,
-) -> pb::Delivery {
-    let mut client = app.events_with(key).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let delivery = client
-            .get_delivery(pb::GetDeliveryRequest { id: id.to_owned() })
-            .await
-            .expect("delivery readable")
-            .into_inner();
-        if delivery.status == status as i32 {
-            return delivery;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{id} never became {status:?}: {delivery:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The flags that point the binary at a test database.
-fn database_args(db: &TestDb) -> Vec<String> {
-    match &db.target {
-        DatabaseTarget::Sqlite { path, .. } => {
-            vec![
-                "--database-url".into(),
-                format!("sqlite://{}", path.display()),
-            ]
-        }
-        DatabaseTarget::Postgres { url, schema, .. } => {
-            let mut args = vec!["--database-url".into(), url.clone()];
-            args.extend(
-                schema
-                    .iter()
-                    .flat_map(|s| ["--database-schema".into(), s.clone()]),
-            );
-            args
-        }
-    }
-}
 
 /// `hookd serve` in a child process, killed (if still running) when dropped
 /// so a failing test leaves no server behind.
@@ -255,7 +209,7 @@ async fn crash_recovery(backend: Backend) {
     app.clock.advance(Duration::from_secs(60));
     app.engine.tick().await.unwrap();
     for id in &ids {
-        wait_for_delivery_with(&app, &key, id, pb::DeliveryStatus::Success).await;
+        wait_for_delivery_with(&app, &key, id, pb::DeliveryStatus::Success, WAIT).await;
     }
     let seen = delivery_ids(&receiver);
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);

@@ -9,7 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::helpers::{
-    Backend, POSTGRES_URL_VAR, TestApp, TestDb, spawn_app_on, test_delivery_config,
+    Backend, POSTGRES_URL_VAR, TestApp, TestDb, attempts_of, spawn_app_on, test_delivery_config,
     wait_for_delivery,
 };
 use crate::receiver::TestReceiver;
@@ -90,19 +90,6 @@ async fn publish_to(app: &TestApp, url: String, payload: &str) -> String {
         .into_inner();
     assert_eq!(published.deliveries.len(), 1);
     published.deliveries[0].id.clone()
-}
-
-async fn attempts_of(app: &TestApp, delivery: &str) -> Vec<pb::DeliveryAttempt> {
-    app.events()
-        .await
-        .list_delivery_attempts(pb::ListDeliveryAttemptsRequest {
-            delivery_id: delivery.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("attempts readable")
-        .into_inner()
-        .attempts
 }
 
 /// Trusting the test CA, hookd delivers over HTTPS and negotiates HTTP/2.
