@@ -63,9 +63,9 @@ impl Default for DeliveryConfig {
             retry: RetryPolicy::default(),
             limits: Limits {
                 per_endpoint_in_flight: 64,
-                per_endpoint_queued: 10_000,
+                per_endpoint_queued: 1_024,
                 max_in_flight: 1_024,
-                max_queued: 100_000,
+                max_queued: 20_000,
             },
             poll_interval: Duration::from_secs(1),
             node_ttl: Duration::from_secs(30),

@@ -63,7 +63,7 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
             // would otherwise precede every acquire (a worker-thread round
             // trip each).
             options
-                .max_connections(8)
+                .max_connections(4)
                 .test_before_acquire(false)
                 .map_sqlx_sqlite_opts(move |o| {
                     o.journal_mode(SqliteJournalMode::Wal)
