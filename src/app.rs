@@ -12,6 +12,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::delivery::{DeliveryConfig, Engine};
+use crate::domain::secret::RotationPolicy;
 use crate::domain::time::Clock;
 use crate::grpc::pb::endpoint_service_server::EndpointServiceServer;
 use crate::grpc::pb::event_service_server::EventServiceServer;
@@ -29,6 +30,8 @@ pub struct AppConfig {
     pub delivery: DeliveryConfig,
     /// The system clock in production; tests move time by hand.
     pub clock: Arc<dyn Clock>,
+    /// How long old signing secrets keep signing after a rotation.
+    pub rotation: RotationPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,7 @@ pub struct App {
     store: Store,
     engine: Engine,
     clock: Arc<dyn Clock>,
+    rotation: RotationPolicy,
     shutdown_grace: Duration,
 }
 
@@ -91,6 +95,7 @@ impl App {
             store,
             engine,
             clock: config.clock,
+            rotation: config.rotation,
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -125,6 +130,7 @@ impl App {
             auth.clone(),
             self.engine.clone(),
             self.clock.clone(),
+            self.rotation,
         );
         let events = EventApi::new(
             self.store.clone(),

@@ -110,6 +110,13 @@ pub struct ServeArgs {
     /// How long in-flight calls may take to finish after a shutdown signal.
     #[arg(long, env = "HOOKD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// After a secret rotation, how long the old secret keeps signing unless
+    /// the call says otherwise.
+    #[arg(long, env = "HOOKD_SECRET_GRACE", default_value = "1h", value_parser = parse_duration)]
+    pub secret_grace: Duration,
+    /// The longest grace a rotation may ask for.
+    #[arg(long, env = "HOOKD_SECRET_GRACE_MAX", default_value = "7d", value_parser = parse_duration)]
+    pub secret_grace_max: Duration,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 }

@@ -56,6 +56,11 @@ async fn serve(
         shutdown_grace: args.shutdown_grace,
         delivery: args.delivery.config()?,
         clock: std::sync::Arc::new(crate::system::SystemClock),
+        rotation: crate::domain::secret::RotationPolicy::new(
+            args.secret_grace,
+            args.secret_grace_max,
+        )
+        .map_err(|e| CliError::Usage(format!("--secret-grace: {e}")))?,
     };
     let app = App::build(config).await?;
     app.run(shutdown).await?;

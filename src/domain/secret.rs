@@ -73,6 +73,64 @@ impl SecretVersion {
     }
 }
 
+/// How long the secrets that were current keep signing after a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationPolicy {
+    default_grace: std::time::Duration,
+    max_grace: std::time::Duration,
+}
+
+impl RotationPolicy {
+    /// Secrets valid at once, at most: the new one and a couple still
+    /// draining. More would only mean receivers checking stale keys.
+    pub const MAX_VALID: usize = 3;
+
+    pub fn new(
+        default_grace: std::time::Duration,
+        max_grace: std::time::Duration,
+    ) -> Result<Self, Invalid> {
+        if default_grace > max_grace {
+            return Err(Invalid::new("the default grace period exceeds the maximum"));
+        }
+        Ok(Self {
+            default_grace,
+            max_grace,
+        })
+    }
+
+    /// When the current secrets stop signing, given the requested grace in
+    /// seconds (`None`: the default).
+    pub fn current_until(
+        &self,
+        requested_seconds: Option<u32>,
+        now: super::time::Timestamp,
+    ) -> Result<super::time::Timestamp, Invalid> {
+        let grace = requested_seconds.map_or(self.default_grace, |s| {
+            std::time::Duration::from_secs(u64::from(s))
+        });
+        if grace > self.max_grace {
+            return Err(Invalid::new(format!(
+                "must be at most {} seconds",
+                self.max_grace.as_secs()
+            )));
+        }
+        let micros = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+        Ok(super::time::Timestamp::from_unix_micros(
+            now.unix_micros().saturating_add(micros),
+        ))
+    }
+}
+
+impl Default for RotationPolicy {
+    /// An hour for receivers to pick up the new secret; a week at most.
+    fn default() -> Self {
+        Self {
+            default_grace: std::time::Duration::from_secs(3600),
+            max_grace: std::time::Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
 /// A project API key as the client holds it: `hk_` + base64url of 32 random
 /// bytes (256 bits). Only its SHA-256 is stored: keys are random, not
 /// passwords, so a fast hash is enough and lets every call look one up by
@@ -153,6 +211,25 @@ mod tests {
         assert!(Secret::parse("whsec_%%%notbase64").is_err());
         assert!(Secret::parse("plain-secret-123").is_ok());
         assert!(Secret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").is_ok());
+    }
+
+    #[test]
+    fn rotation_grace_defaults_and_is_bounded() {
+        let policy = RotationPolicy::default();
+        let now = super::super::time::Timestamp::from_unix_micros(0);
+        assert_eq!(
+            policy.current_until(None, now).unwrap().unix_micros(),
+            3_600_000_000
+        );
+        assert_eq!(policy.current_until(Some(0), now).unwrap(), now);
+        assert!(policy.current_until(Some(7 * 86_400 + 1), now).is_err());
+        assert!(
+            RotationPolicy::new(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(5)
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use super::convert::{endpoint_spec, endpoint_to_pb, endpoint_update, status_from
 use super::pb::endpoint_service_server::EndpointService;
 use super::pb::{
     CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Endpoint as PbEndpoint,
-    GetEndpointRequest, ListEndpointsRequest, ListEndpointsResponse, UpdateEndpointRequest,
+    GetEndpointRequest, ListEndpointsRequest, ListEndpointsResponse, RotateEndpointSecretRequest,
+    RotateEndpointSecretResponse, UpdateEndpointRequest,
 };
 use super::{ApiError, Authenticator};
 use crate::delivery::Engine;
@@ -16,7 +17,7 @@ use crate::domain::endpoint::{Endpoint, UpdateError};
 use crate::domain::fields::OwnerId;
 use crate::domain::ids::EndpointId;
 use crate::domain::page::{PageSize, PageToken};
-use crate::domain::secret::Secret;
+use crate::domain::secret::{RotationPolicy, Secret};
 use crate::domain::time::Clock;
 use crate::store::{EndpointFilter, Store};
 use crate::system;
@@ -26,15 +27,23 @@ pub struct EndpointApi {
     auth: Authenticator,
     engine: Engine,
     clock: Arc<dyn Clock>,
+    rotation: RotationPolicy,
 }
 
 impl EndpointApi {
-    pub fn new(store: Store, auth: Authenticator, engine: Engine, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Store,
+        auth: Authenticator,
+        engine: Engine,
+        clock: Arc<dyn Clock>,
+        rotation: RotationPolicy,
+    ) -> Self {
         Self {
             store,
             auth,
             engine,
             clock,
+            rotation,
         }
     }
 }
@@ -180,5 +189,52 @@ impl EndpointService for EndpointApi {
         self.engine.endpoint_changed(&id);
         tracing::info!(endpoint = %id, project = %project, "endpoint deleted");
         Ok(Response::new(DeleteEndpointResponse {}))
+    }
+
+    async fn rotate_endpoint_secret(
+        &self,
+        request: Request<RotateEndpointSecretRequest>,
+    ) -> Result<Response<RotateEndpointSecretResponse>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let req = request.into_inner();
+        let id = endpoint_id(&req.id, "id")?;
+        let given = if req.secret.is_empty() {
+            None
+        } else {
+            Some(Secret::parse(&req.secret).map_err(ApiError::field("secret"))?)
+        };
+        let now = self.clock.now();
+        let current_until = self
+            .rotation
+            .current_until(req.expire_current_after_seconds, now)
+            .map_err(ApiError::field("expire_current_after_seconds"))?;
+        let generated = given.is_none();
+        let secret = given.unwrap_or_else(|| Secret::generate(system::random_bytes()));
+        self.store
+            .rotate_secret(&project, &id, &secret, current_until, now, RotationPolicy::MAX_VALID)
+            .await
+            .map_err(ApiError::from_store("endpoint"))?
+            .map_err(|valid| {
+                ApiError::FailedPrecondition(format!(
+                    "{valid} secrets are valid already (at most {}); wait for one to expire or rotate with expire_current_after_seconds = 0",
+                    RotationPolicy::MAX_VALID
+                ))
+            })?;
+        self.engine.endpoint_changed(&id);
+        let endpoint = self
+            .store
+            .get_endpoint(&project, &id)
+            .await
+            .map_err(ApiError::from_store("endpoint"))?;
+        tracing::info!(endpoint = %id, project = %project, until = %current_until, "endpoint secret rotated");
+        Ok(Response::new(RotateEndpointSecretResponse {
+            endpoint: Some(endpoint_to_pb(&endpoint)),
+            secret: if generated {
+                secret.expose().to_owned()
+            } else {
+                String::new()
+            },
+            current_expires_at: Some(super::convert::timestamp(current_until)),
+        }))
     }
 }

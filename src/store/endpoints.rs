@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::entities::{endpoint, endpoint_secret};
@@ -181,6 +181,65 @@ impl Store {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some((endpoint, secrets)))
+    }
+
+    /// Adds `new` as the endpoint's newest secret; the secrets valid at `now`
+    /// stop signing at `current_until` (or sooner, if they already expire
+    /// sooner). Secrets that no longer sign are deleted. `Ok(Err(n))`: `n`
+    /// secrets would stay valid beside the new one, making more than
+    /// `max_valid`.
+    pub async fn rotate_secret(
+        &self,
+        project: &ProjectId,
+        id: &EndpointId,
+        new: &Secret,
+        current_until: Timestamp,
+        now: Timestamp,
+        max_valid: usize,
+    ) -> Result<Result<(), usize>, StoreError> {
+        let _write = self.write_lock().await;
+        let txn = self.db.begin().await?;
+        let owned = endpoint::Entity::find_by_id(id.as_str())
+            .filter(endpoint::Column::ProjectId.eq(project.as_str()))
+            .one(&txn)
+            .await?;
+        if owned.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let valid_now = Condition::any()
+            .add(endpoint_secret::Column::ExpiresAt.is_null())
+            .add(endpoint_secret::Column::ExpiresAt.gt(now.unix_micros()));
+        let valid = endpoint_secret::Entity::find()
+            .filter(endpoint_secret::Column::EndpointId.eq(id.as_str()))
+            .filter(valid_now.clone())
+            .count(&txn)
+            .await? as usize;
+        // Expiring the current secrets now leaves only the new one.
+        let still_valid = if current_until > now { valid } else { 0 };
+        if still_valid + 1 > max_valid {
+            return Ok(Err(valid));
+        }
+        endpoint_secret::Entity::delete_many()
+            .filter(endpoint_secret::Column::EndpointId.eq(id.as_str()))
+            .filter(endpoint_secret::Column::ExpiresAt.lte(now.unix_micros()))
+            .exec(&txn)
+            .await?;
+        endpoint_secret::Entity::update_many()
+            .col_expr(
+                endpoint_secret::Column::ExpiresAt,
+                sea_orm::sea_query::Expr::value(current_until.unix_micros()),
+            )
+            .filter(endpoint_secret::Column::EndpointId.eq(id.as_str()))
+            .filter(
+                Condition::any()
+                    .add(endpoint_secret::Column::ExpiresAt.is_null())
+                    .add(endpoint_secret::Column::ExpiresAt.gt(current_until.unix_micros())),
+            )
+            .exec(&txn)
+            .await?;
+        insert_secret(&txn, id, new, now).await?;
+        txn.commit().await?;
+        Ok(Ok(()))
     }
 
     /// The endpoint's secrets that are valid at `now`, newest first.

@@ -221,6 +221,7 @@ pub(crate) async fn spawn_app_on(db: TestDb, delivery: DeliveryConfig) -> TestAp
         shutdown_grace: TEST_GRACE,
         delivery,
         clock: clock.clone(),
+        rotation: hookd::domain::secret::RotationPolicy::default(),
     })
     .await
     .expect("app builds");

@@ -4,6 +4,7 @@
 mod helpers;
 mod receiver;
 mod recovery;
+mod rotation;
 
 mod cli;
 mod delivery;
