@@ -31,7 +31,9 @@ use self::dispatcher::Dispatcher;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Verdict, judge, reason};
 use crate::domain::endpoint::{Endpoint, EndpointStatus};
 use crate::domain::event::{Event, EventTarget, NewEvent};
+use crate::domain::fields::RateLimit;
 use crate::domain::ids::{AttemptId, DeliveryId, EndpointId, EventId, NodeId, ProjectId};
+use crate::domain::rate::TokenBucket;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::{Clock, Timestamp};
 use crate::store::{DeliveryResult, NewDelivery, PublishRecord, Published, Store, StoreError};
@@ -129,6 +131,8 @@ struct Shared {
     /// Set when shutdown begins.
     stopping: CancellationToken,
     stats: Counters,
+    /// One bucket per rate-limited endpoint.
+    buckets: std::sync::Mutex<std::collections::HashMap<EndpointId, TokenBucket>>,
 }
 
 #[derive(Default)]
@@ -187,6 +191,7 @@ impl Engine {
             poll_wake: Notify::new(),
             stopping: CancellationToken::new(),
             stats: Counters::default(),
+            buckets: Default::default(),
             store,
             clock,
             node,
@@ -475,6 +480,29 @@ fn new_delivery_view(event: &Event, new: &NewDelivery) -> Delivery {
     }
 }
 
+/// Waits for the endpoint's rate limit to allow one more request. The
+/// delivery keeps its place (and its lane slot) meanwhile: waiting spends no
+/// attempt and fails nothing.
+async fn throttle(shared: &Shared, endpoint: &EndpointId, limit: RateLimit) {
+    loop {
+        let wait = {
+            let mut buckets = shared.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            let now = shared.clock.now();
+            let bucket = buckets
+                .entry(endpoint.clone())
+                .or_insert_with(|| TokenBucket::new(limit, now));
+            if bucket.limit() != limit {
+                *bucket = TokenBucket::new(limit, now);
+            }
+            match bucket.take(now) {
+                Ok(()) => return,
+                Err(wait) => wait,
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// Pause before a delivery whose endpoint could not be read is tried again.
 const UNREADABLE_ENDPOINT_PAUSE: i64 = 5_000_000;
 
@@ -511,6 +539,9 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
         };
     }
 
+    if let Some(limit) = endpoint.rate_limit {
+        throttle(shared, &endpoint.id, limit).await;
+    }
     let number = job.attempts + 1;
     let requested_at = shared.clock.now();
     let secrets = snapshot.signing_secrets(requested_at);

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod ids;
 pub mod page;
 pub mod project;
+pub mod rate;
 pub mod retry;
 pub mod secret;
 pub mod signature;

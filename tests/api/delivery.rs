@@ -439,3 +439,59 @@ db_test!(
         assert_eq!(attempt.http_status, Some(500));
     }
 );
+
+db_test!(
+    a_rate_limit_paces_a_burst_without_failing_anything,
+    |app| async move {
+        let receiver = TestReceiver::start().await;
+        let endpoint = endpoint_at(&app, &receiver, |e| {
+            e.rate_limit = Some(pb::RateLimit {
+                count: 10,
+                period_seconds: 1,
+            });
+        })
+        .await;
+        let published = app
+            .events()
+            .await
+            .batch_create_events(pb::BatchCreateEventsRequest {
+                events: (0..100)
+                    .map(|n| to_endpoint(&endpoint.id, &format!(r#"{{"n":{n}}}"#)))
+                    .collect(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        receiver.wait_for_count(100, Duration::from_secs(30)).await;
+        let requests = receiver.requests();
+        let first = requests.first().unwrap().received_at;
+        let last = requests.last().unwrap().received_at;
+        let spread = last.duration_since(first).as_secs_f64();
+        // 10 at once, then 10 a second: the 100th about 9 s after the first.
+        assert!(
+            (8.0..=12.0).contains(&spread),
+            "100 deliveries spread over {spread:.2} s"
+        );
+        // Never ahead of the pace: the n-th request no sooner than
+        // (n - 10) / 10 s after the first (the bucket starts full).
+        for (n, request) in requests.iter().enumerate() {
+            let earliest = (n as f64 + 1.0 - 10.0).max(0.0) / 10.0;
+            let at = request.received_at.duration_since(first).as_secs_f64();
+            assert!(
+                at >= earliest - 0.05,
+                "request {} at {at:.3} s, allowed from {earliest:.3} s",
+                n + 1
+            );
+        }
+        for result in &published.results {
+            let delivery = wait_for_delivery(
+                &app,
+                &result.deliveries[0].id,
+                pb::DeliveryStatus::Success,
+                WAIT,
+            )
+            .await;
+            assert_eq!(delivery.attempts, 1, "waiting spent no attempt");
+        }
+    }
+);
