@@ -160,6 +160,23 @@ pub struct DeliveryArgs {
     /// web PKI roots (for receivers with private certificates).
     #[arg(long, env = "HOOKD_TRUST_CA")]
     pub trust_ca: Option<PathBuf>,
+    /// A network (CIDR or address) deliveries may reach although it is not
+    /// on the public internet, e.g. 127.0.0.0/8 for a local receiver.
+    /// Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long = "allow-network",
+        env = "HOOKD_ALLOW_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub allow_networks: Vec<String>,
+    /// A network deliveries must never reach, public or not; wins over
+    /// --allow-network. Repeatable; the variable takes a comma-separated list.
+    #[arg(
+        long = "block-network",
+        env = "HOOKD_BLOCK_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub block_networks: Vec<String>,
 }
 
 impl DeliveryArgs {
@@ -197,7 +214,13 @@ impl DeliveryArgs {
                 certs
             }
         };
+        let network = crate::domain::network::NetworkPolicy::new(
+            self.allow_networks.iter().map(String::as_str),
+            self.block_networks.iter().map(String::as_str),
+        )
+        .map_err(|e| ConfigError::Delivery(format!("--allow-network/--block-network: {e}")))?;
         Ok(crate::delivery::DeliveryConfig {
+            network,
             extra_roots,
             retry,
             limits: crate::delivery::Limits {

@@ -155,6 +155,9 @@ fn spawn_serve(
             "--log-level",
             "warn,hookd::app=info",
         ])
+        // The bench's receivers run on loopback, which the SSRF guard refuses
+        // unless allowed.
+        .args(["--allow-network", "127.0.0.0/8"])
         .args(db_args)
         .args(extra)
         .stdout(Stdio::null())

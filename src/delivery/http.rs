@@ -9,7 +9,7 @@
 //! URI); and a per-endpoint `rustls::ClientConfig` with
 //! `with_client_auth_cert` gives an endpoint its own client (mTLS).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +17,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::{HttpConnector, HttpInfo};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::request::Outbound;
 use crate::domain::delivery::{AttemptError, ErrorClass};
+use crate::domain::network::NetworkPolicy;
 
 /// How much of a response body is kept.
 pub(super) const BODY_LIMIT: usize = 64 * 1024;
@@ -41,13 +43,77 @@ pub(super) struct Response {
 
 #[derive(Clone)]
 pub(super) struct HttpSender {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
+}
+
+/// A connection refused by the network policy (the SSRF guard).
+#[derive(Debug)]
+pub(super) struct Blocked(pub(super) String);
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Blocked {}
+
+/// Resolves names and drops every address the policy refuses, at connect
+/// time, so a name that resolves differently later (DNS rebinding) is
+/// checked again. No address left means the connection is refused.
+#[derive(Clone)]
+pub(super) struct GuardedResolver {
+    policy: Arc<NetworkPolicy>,
+}
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| match policy.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        refused.get_or_insert(why);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let why =
+                    refused.unwrap_or_else(|| format!("{} resolved to no address", name.as_str()));
+                return Err(std::io::Error::other(Blocked(why)));
+            }
+            Ok(allowed.into_iter())
+        })
+    }
 }
 
 impl HttpSender {
     /// `extra_roots` are trusted in addition to the web PKI roots, for
-    /// receivers whose certificates come from a private CA.
-    pub(super) fn new(extra_roots: &[rustls::pki_types::CertificateDer<'static>]) -> Self {
+    /// receivers whose certificates come from a private CA. `policy` decides
+    /// which addresses may be connected to.
+    pub(super) fn new(
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+        policy: Arc<NetworkPolicy>,
+    ) -> Self {
         let mut roots =
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let (added, ignored) = roots.add_parsable_certificates(extra_roots.iter().cloned());
@@ -58,7 +124,7 @@ impl HttpSender {
                 "some extra CA certificates could not be used"
             );
         }
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver { policy });
         http.enforce_http(false);
         http.set_nodelay(true);
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -226,6 +292,24 @@ fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {
             chain.push(text);
         }
         source = cause.source();
+    }
+    let mut blocked = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(why) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<Blocked>())
+        {
+            blocked = Some(why.0.clone());
+        }
+        source = cause.source();
+    }
+    if let Some(why) = blocked {
+        return AttemptError {
+            class: ErrorClass::Blocked,
+            message: why,
+        };
     }
     if class == ErrorClass::Other
         && chain

@@ -28,11 +28,14 @@ pub use dispatcher::Limits;
 use self::cache::EndpointCache;
 use self::committer::CommitRequest;
 use self::dispatcher::Dispatcher;
-use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Verdict, judge, reason};
+use crate::domain::delivery::{
+    Attempt, AttemptError, Delivery, DeliveryStatus, ErrorClass, Verdict, judge, reason,
+};
 use crate::domain::endpoint::{Endpoint, EndpointStatus};
 use crate::domain::event::{Event, EventTarget, NewEvent};
 use crate::domain::fields::RateLimit;
 use crate::domain::ids::{AttemptId, DeliveryId, EndpointId, EventId, NodeId, ProjectId};
+use crate::domain::network::NetworkPolicy;
 use crate::domain::rate::TokenBucket;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::time::{Clock, Timestamp};
@@ -57,6 +60,8 @@ pub struct DeliveryConfig {
     pub endpoint_cache_ttl: Duration,
     /// CA certificates trusted for receivers besides the web PKI roots.
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Which addresses deliveries may connect to (the SSRF guard).
+    pub network: NetworkPolicy,
 }
 
 impl Default for DeliveryConfig {
@@ -75,6 +80,7 @@ impl Default for DeliveryConfig {
             max_payload_bytes: 1024 * 1024,
             endpoint_cache_ttl: Duration::from_secs(1),
             extra_roots: Vec::new(),
+            network: NetworkPolicy::default(),
         }
     }
 }
@@ -186,7 +192,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             cache: EndpointCache::new(store.clone(), config.endpoint_cache_ttl),
             dispatcher: Dispatcher::new(config.limits),
-            http: http::HttpSender::new(&config.extra_roots),
+            http: http::HttpSender::new(&config.extra_roots, Arc::new(config.network.clone())),
             user_agent: HeaderValue::from_static(concat!("hookd/", env!("CARGO_PKG_VERSION"))),
             poll_wake: Notify::new(),
             stopping: CancellationToken::new(),
@@ -562,14 +568,31 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
         duration_ms: 0,
     };
     let mut retry_after = None;
-    match request::build(
-        &job,
-        endpoint,
-        &secrets,
-        number,
-        requested_at,
-        &shared.user_agent,
-    ) {
+    // Names are checked when resolved; an address in the URL is checked here.
+    let literal = match endpoint.url.as_url().host() {
+        Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+        _ => None,
+    };
+    let built = match literal.and_then(|ip| shared.config.network.check(ip).err()) {
+        Some(why) => Err(AttemptError {
+            class: ErrorClass::Blocked,
+            message: why,
+        }),
+        None => request::build(
+            &job,
+            endpoint,
+            &secrets,
+            number,
+            requested_at,
+            &shared.user_agent,
+        )
+        .map_err(|message| AttemptError {
+            class: ErrorClass::Other,
+            message,
+        }),
+    };
+    match built {
         Ok(outbound) => {
             attempt.request_headers = outbound.recorded_headers.clone();
             let timeout = Duration::from_secs(u64::from(endpoint.timeout.get()));
@@ -583,12 +606,7 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
             attempt.duration_ms = u32::try_from(response.elapsed.as_millis()).unwrap_or(u32::MAX);
             retry_after = response.retry_after;
         }
-        Err(message) => {
-            attempt.error = Some(crate::domain::delivery::AttemptError {
-                class: crate::domain::delivery::ErrorClass::Other,
-                message,
-            });
-        }
+        Err(error) => attempt.error = Some(error),
     }
     let verdict = judge(
         attempt.http_status,

@@ -203,14 +203,19 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_on(TestDb::new(&backend), test_delivery_config()).await
 }
 
-/// Test settings: quick polling; otherwise the defaults.
+/// Test settings: quick polling, receivers on loopback allowed; otherwise
+/// the defaults.
 pub(crate) fn test_delivery_config() -> DeliveryConfig {
     DeliveryConfig {
         poll_interval: Duration::from_millis(50),
         node_ttl: Duration::from_secs(10),
+        network: hookd::domain::network::NetworkPolicy::new(LOOPBACK, []).expect("valid CIDRs"),
         ..DeliveryConfig::default()
     }
 }
+
+/// What tests allow deliveries to reach: the receivers run on loopback.
+pub(crate) const LOOPBACK: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
 /// A server on an existing database (to restart one, say).
 pub(crate) async fn spawn_app_on(db: TestDb, delivery: DeliveryConfig) -> TestApp {

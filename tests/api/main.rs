@@ -12,6 +12,7 @@ mod endpoints;
 mod pagination;
 mod publishing;
 mod server;
+mod ssrf;
 mod tenancy;
 mod tls;
 mod validation;

@@ -103,6 +103,7 @@ impl ServerProcess {
         let mut child = ServerProcess(
             Command::new(env!("CARGO_BIN_EXE_hookd"))
                 .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+                .args(["--allow-network", "127.0.0.0/8"])
                 .args(database_args(db))
                 .stderr(Stdio::piped())
                 .stdout(Stdio::null())
