@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_projects;
 mod m20261122_000002_create_endpoints;
 mod m20261122_000003_create_events_and_deliveries;
+mod m20261122_000004_endpoint_failure_count;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_projects::Migration),
             Box::new(m20261122_000002_create_endpoints::Migration),
             Box::new(m20261122_000003_create_events_and_deliveries::Migration),
+            Box::new(m20261122_000004_endpoint_failure_count::Migration),
         ]
     }
 }

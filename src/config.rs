@@ -156,6 +156,11 @@ pub struct DeliveryArgs {
     /// deliveries are taken over by the others.
     #[arg(long, env = "HOOKD_NODE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub node_ttl: Duration,
+    /// Consecutive failed attempts after which an endpoint becomes INACTIVE
+    /// (an HTTP 410 Gone does it at once).
+    #[arg(long, env = "HOOKD_BREAKER_FAILURES", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub breaker_failures: u32,
     /// PEM file of CA certificates to trust for https receivers, besides the
     /// web PKI roots (for receivers with private certificates).
     #[arg(long, env = "HOOKD_TRUST_CA")]
@@ -220,6 +225,7 @@ impl DeliveryArgs {
         )
         .map_err(|e| ConfigError::Delivery(format!("--allow-network/--block-network: {e}")))?;
         Ok(crate::delivery::DeliveryConfig {
+            breaker_failures: self.breaker_failures,
             network,
             extra_roots,
             retry,

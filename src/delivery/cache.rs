@@ -109,6 +109,14 @@ impl EndpointCache {
         Ok(list)
     }
 
+    pub(super) fn invalidate_all(&self) {
+        self.write().clear();
+        self.projects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// An endpoint was created, changed or deleted through this process.
     pub(super) fn invalidate(&self, id: &EndpointId) {
         self.write().remove(id);

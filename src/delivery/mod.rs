@@ -62,6 +62,9 @@ pub struct DeliveryConfig {
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Which addresses deliveries may connect to (the SSRF guard).
     pub network: NetworkPolicy,
+    /// Consecutive failed attempts after which an endpoint becomes INACTIVE
+    /// (an HTTP 410 Gone does it at once).
+    pub breaker_failures: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -81,6 +84,7 @@ impl Default for DeliveryConfig {
             endpoint_cache_ttl: Duration::from_secs(1),
             extra_roots: Vec::new(),
             network: NetworkPolicy::default(),
+            breaker_failures: 50,
         }
     }
 }
@@ -394,6 +398,11 @@ impl Engine {
         self.shared.poll_wake.notify_one();
     }
 
+    /// Any number of endpoints may have changed (a batch retry).
+    pub fn endpoints_changed(&self) {
+        self.shared.cache.invalidate_all();
+    }
+
     /// An endpoint changed or was deleted through this process.
     pub fn endpoint_changed(&self, id: &EndpointId) {
         self.shared.cache.invalidate(id);
@@ -630,6 +639,7 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
     }
     DeliveryResult::Attempted {
         attempt: Box::new(attempt),
+        endpoint_id: job.endpoint_id,
         verdict,
         description,
     }

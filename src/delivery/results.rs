@@ -50,10 +50,21 @@ async fn write(shared: &Shared, batch: &[DeliveryResult]) {
     loop {
         match shared
             .store
-            .record_results(&shared.node, batch, shared.clock.now())
+            .record_results(
+                &shared.node,
+                batch,
+                shared.clock.now(),
+                shared.config.breaker_failures,
+            )
             .await
         {
-            Ok(()) => return,
+            Ok(changed) => {
+                for endpoint in &changed {
+                    shared.cache.invalidate(endpoint);
+                    tracing::info!(endpoint = %endpoint, "endpoint status changed by the circuit breaker");
+                }
+                return;
+            }
             Err(err) if shared.stopping.is_cancelled() => {
                 tracing::error!(error = %err, results = batch.len(), "could not record delivery results at shutdown; they will be sent again");
                 return;

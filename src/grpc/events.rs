@@ -295,6 +295,7 @@ impl EventService for EventApi {
                     status.as_str().to_uppercase()
                 ))
             })?;
+        self.engine.endpoint_changed(&delivery.endpoint_id);
         self.engine.wake();
         Ok(Response::new(delivery_to_pb(&delivery)))
     }
@@ -331,6 +332,7 @@ impl EventService for EventApi {
             .retry_deliveries(&project, &filter, self.clock.now())
             .await
             .map_err(ApiError::from_store("delivery"))?;
+        self.engine.endpoints_changed();
         self.engine.wake();
         Ok(Response::new(BatchRetryDeliveriesResponse { scheduled }))
     }

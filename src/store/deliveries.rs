@@ -33,6 +33,8 @@ pub enum DeliveryResult {
     /// An HTTP attempt was made.
     Attempted {
         attempt: Box<Attempt>,
+        /// The endpoint it went to, for the circuit breaker.
+        endpoint_id: EndpointId,
         verdict: Verdict,
         description: String,
     },
@@ -128,6 +130,15 @@ impl Store {
         if updated.rows_affected == 0 {
             return Ok(Err(delivery.status));
         }
+        // Retrying into an INACTIVE endpoint is how it gets another chance.
+        self.db
+            .execute_raw(statement(
+                self.db.get_database_backend(),
+                "UPDATE endpoints SET status = 'pending', status_changed_at = ?, revision = revision + 1 \
+                 WHERE id = ? AND project_id = ? AND status = 'inactive'",
+                vec![now.unix_micros().into(), delivery.endpoint_id.as_str().into(), project.as_str().into()],
+            ))
+            .await?;
         Ok(Ok(delivery))
     }
 
@@ -140,10 +151,27 @@ impl Store {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let _write = self.write_lock().await;
-        Ok(reschedule(filter_condition(project, filter), now)
+        let scheduled = reschedule(filter_condition(project, filter), now)
             .exec(&self.db)
             .await?
-            .rows_affected)
+            .rows_affected;
+        // INACTIVE endpoints whose deliveries were just scheduled get their
+        // chance (PENDING), as with a single retry.
+        self.db
+            .execute_raw(statement(
+                self.db.get_database_backend(),
+                "UPDATE endpoints SET status = 'pending', status_changed_at = ?, revision = revision + 1 \
+                 WHERE project_id = ? AND status = 'inactive' AND id IN (SELECT endpoint_id FROM deliveries \
+                 WHERE project_id = ? AND status = 'scheduled' AND updated_at = ?)",
+                vec![
+                    now.unix_micros().into(),
+                    project.as_str().into(),
+                    project.as_str().into(),
+                    now.unix_micros().into(),
+                ],
+            ))
+            .await?;
+        Ok(scheduled)
     }
 
     /// Marks up to `limit` due deliveries as held by `me` and returns them:
@@ -217,12 +245,19 @@ impl Store {
     /// Records what happened to held deliveries, in one transaction. A
     /// delivery no longer held by `me` (another node took it over after
     /// presuming `me` dead) keeps its state; its attempt is still recorded.
+    ///
+    /// Also runs the circuit breaker: a success resets the endpoint's count
+    /// of consecutive failed attempts (and makes a PENDING endpoint ACTIVE);
+    /// failures add to it, and at `breaker_failures`, or at once on HTTP 410
+    /// Gone, an ACTIVE or PENDING endpoint becomes INACTIVE. Returns the
+    /// endpoints whose status changed.
     pub async fn record_results(
         &self,
         me: &NodeId,
         results: &[DeliveryResult],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+        breaker_failures: u32,
+    ) -> Result<Vec<EndpointId>, StoreError> {
         let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
         let attempts: Vec<delivery_attempt::ActiveModel> = results
@@ -242,8 +277,9 @@ impl Store {
             let statement = settle_statement(self.db.get_database_backend(), me, chunk, now);
             txn.execute_raw(statement).await?;
         }
+        let changed = run_breaker(&txn, results, now, breaker_failures).await?;
         txn.commit().await?;
-        Ok(())
+        Ok(changed)
     }
 
     /// Announces a node (or refreshes its heartbeat).
@@ -307,6 +343,118 @@ impl Store {
     }
 }
 
+/// What a batch of results says about one endpoint's health.
+#[derive(Default)]
+struct Health {
+    succeeded: bool,
+    /// Failed attempts after the last success in the batch (or in all of it).
+    failures: i64,
+    /// The receiver answered 410 Gone after the last success.
+    gone: bool,
+}
+
+/// Applies a batch's outcomes to the endpoints' failure counts and states
+/// (see `record_results`).
+async fn run_breaker(
+    txn: &sea_orm::DatabaseTransaction,
+    results: &[DeliveryResult],
+    now: Timestamp,
+    breaker_failures: u32,
+) -> Result<Vec<EndpointId>, StoreError> {
+    let mut health: std::collections::BTreeMap<&EndpointId, Health> = Default::default();
+    for result in results {
+        if let DeliveryResult::Attempted {
+            attempt,
+            endpoint_id,
+            verdict,
+            ..
+        } = result
+        {
+            let entry = health.entry(endpoint_id).or_default();
+            if *verdict == Verdict::Success {
+                *entry = Health {
+                    succeeded: true,
+                    ..Health::default()
+                };
+            } else {
+                entry.failures += 1;
+                entry.gone |= attempt.http_status == Some(410);
+            }
+        }
+    }
+    let backend = txn.get_database_backend();
+    let now = now.unix_micros();
+    let mut changed = Vec::new();
+    for (endpoint, health) in health {
+        if health.succeeded {
+            let revived = txn
+                .execute_raw(statement(
+                    backend,
+                    "UPDATE endpoints SET status = 'active', status_changed_at = ?, revision = revision + 1 \
+                     WHERE id = ? AND status = 'pending'",
+                    vec![now.into(), endpoint.as_str().into()],
+                ))
+                .await?;
+            if revived.rows_affected() > 0 {
+                changed.push(endpoint.clone());
+            }
+            txn.execute_raw(statement(
+                backend,
+                "UPDATE endpoints SET consecutive_failures = ? WHERE id = ?",
+                vec![health.failures.into(), endpoint.as_str().into()],
+            ))
+            .await?;
+        } else if health.failures > 0 {
+            txn.execute_raw(statement(
+                backend,
+                "UPDATE endpoints SET consecutive_failures = consecutive_failures + ? WHERE id = ?",
+                vec![health.failures.into(), endpoint.as_str().into()],
+            ))
+            .await?;
+        }
+        if health.failures > 0 {
+            let tripped = txn
+                .execute_raw(statement(
+                    backend,
+                    "UPDATE endpoints SET status = 'inactive', status_changed_at = ?, revision = revision + 1 \
+                     WHERE id = ? AND status IN ('active', 'pending') AND (consecutive_failures >= ? OR ?)",
+                    vec![
+                        now.into(),
+                        endpoint.as_str().into(),
+                        i64::from(breaker_failures).into(),
+                        health.gone.into(),
+                    ],
+                ))
+                .await?;
+            if tripped.rows_affected() > 0 {
+                changed.push(endpoint.clone());
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// A raw statement with `?` placeholders, numbered for PostgreSQL.
+fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => {
+            let mut numbered = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    numbered.push_str(&format!("${n}"));
+                } else {
+                    numbered.push(c);
+                }
+            }
+            numbered
+        }
+        _ => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
 /// Rows per settling UPDATE: 6 parameters each, far below both databases'
 /// parameter limits.
 const SETTLE_CHUNK: usize = 500;
@@ -330,6 +478,7 @@ impl<'a> Settled<'a> {
                 attempt,
                 verdict,
                 description,
+                ..
             } => {
                 let (status, next_attempt_at) = match verdict {
                     Verdict::Success => (DeliveryStatus::Success, None),

@@ -316,6 +316,7 @@ fn to_row(ep: &Endpoint) -> endpoint::ActiveModel {
         rate_limit_period_seconds: Set(rate_period as i32),
         event_types: Set(super::json_text(&event_types)),
         revision: Set(ep.revision),
+        consecutive_failures: sea_orm::ActiveValue::NotSet,
         signature_scheme: Set(ep.signature.scheme().as_str().to_owned()),
         signature_hash: Set(ep.signature.hash().as_str().to_owned()),
         signature_encoding: Set(ep.signature.encoding().as_str().to_owned()),

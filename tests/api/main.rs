@@ -6,6 +6,7 @@ mod receiver;
 mod recovery;
 mod rotation;
 
+mod breaker;
 mod cli;
 mod delivery;
 mod endpoints;

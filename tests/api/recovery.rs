@@ -252,6 +252,8 @@ async fn two_servers_share_the_work_without_duplicates() {
             Duration::from_secs(7200),
         )
         .unwrap(),
+        // Every first attempt fails on purpose; the breaker must not trip.
+        breaker_failures: 100_000,
         ..test_delivery_config()
     };
     let first = spawn_app_on(TestDb::new(&backend), config()).await;

@@ -27,6 +27,8 @@ pub(crate) struct Model {
     pub signature_scheme: String,
     pub signature_hash: String,
     pub signature_encoding: String,
+    /// Failed attempts since the last success (the circuit breaker).
+    pub consecutive_failures: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

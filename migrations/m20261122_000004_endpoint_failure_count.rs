@@ -1,0 +1,45 @@
+//! The circuit breaker's memory: consecutive failed attempts per endpoint.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub(super) struct Migration;
+
+#[derive(DeriveIden)]
+enum Endpoints {
+    Table,
+    ConsecutiveFailures,
+}
+
+// The trait's signature elides SchemaManager's lifetime; matching it exactly
+// is what async_trait needs.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Endpoints::Table)
+                    .add_column(
+                        ColumnDef::new(Endpoints::ConsecutiveFailures)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Endpoints::Table)
+                    .drop_column(Endpoints::ConsecutiveFailures)
+                    .to_owned(),
+            )
+            .await
+    }
+}

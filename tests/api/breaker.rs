@@ -1,0 +1,205 @@
+//! The circuit breaker: an endpoint that keeps failing becomes INACTIVE,
+//! and a retried delivery that succeeds makes it ACTIVE again (via PENDING).
+
+use std::time::Duration;
+
+use hookd::delivery::DeliveryConfig;
+use hookd::grpc::pb;
+
+use crate::helpers::{
+    Backend, TestApp, TestDb, receiver_endpoint, spawn_app_on, test_delivery_config, to_endpoint,
+    wait_for_delivery,
+};
+use crate::receiver::{Behavior, TestReceiver};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn app(backend: Backend) -> TestApp {
+    let config = DeliveryConfig {
+        breaker_failures: 3,
+        ..test_delivery_config()
+    };
+    spawn_app_on(TestDb::new(&backend), config).await
+}
+
+async fn publish(app: &TestApp, endpoint: &str) -> pb::Delivery {
+    app.events()
+        .await
+        .create_event(to_endpoint(endpoint, "{}"))
+        .await
+        .expect("published")
+        .into_inner()
+        .deliveries
+        .remove(0)
+}
+
+async fn endpoint_status(app: &TestApp, id: &str) -> pb::Endpoint {
+    app.endpoints()
+        .await
+        .get_endpoint(pb::GetEndpointRequest { id: id.to_owned() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn wait_for_endpoint(app: &TestApp, id: &str, status: pb::EndpointStatus) -> pb::Endpoint {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let endpoint = endpoint_status(app, id).await;
+        if endpoint.status == status as i32 {
+            return endpoint;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "endpoint never {status:?}: {endpoint:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Moves the clock past any backoff and runs the poller.
+async fn next_turn(app: &TestApp) {
+    app.clock.advance(Duration::from_secs(7 * 3600));
+    app.engine.tick().await.unwrap();
+}
+
+async fn repeated_failures_deactivate_and_a_successful_retry_reactivates(backend: Backend) {
+    let app = app(backend).await;
+    let receiver = TestReceiver::start().await;
+    receiver.respond_with(Behavior::Status(500));
+    let endpoint = receiver_endpoint(&app, &receiver, "breaker-secret", |_| {}).await;
+    let first = publish(&app, &endpoint.id).await;
+
+    // Three failed attempts in a row: the breaker trips.
+    for _ in 0..2 {
+        receiver.next_request(WAIT).await;
+        wait_for_delivery(&app, &first.id, pb::DeliveryStatus::Retry, WAIT).await;
+        next_turn(&app).await;
+    }
+    receiver.next_request(WAIT).await;
+    let inactive = wait_for_endpoint(&app, &endpoint.id, pb::EndpointStatus::Inactive).await;
+    let micros = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000))
+    };
+    assert!(
+        micros(&inactive.status_changed_at) > micros(&endpoint.status_changed_at),
+        "the change is stamped"
+    );
+
+    // New deliveries are discarded; the waiting one is discarded at its turn.
+    let second = publish(&app, &endpoint.id).await;
+    assert_eq!(second.status, pb::DeliveryStatus::Discarded as i32);
+    assert_eq!(second.description, "Endpoint is inactive");
+    next_turn(&app).await;
+    let discarded = wait_for_delivery(&app, &first.id, pb::DeliveryStatus::Discarded, WAIT).await;
+    assert_eq!(discarded.description, "Endpoint is inactive");
+    receiver.expect_no_request(Duration::from_millis(300)).await;
+
+    // By hand it cannot simply be set ACTIVE...
+    let refused = app
+        .endpoints()
+        .await
+        .update_endpoint(pb::UpdateEndpointRequest {
+            endpoint: Some(pb::Endpoint {
+                id: endpoint.id.clone(),
+                status: pb::EndpointStatus::Active as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+    // ...but retrying a delivery makes it PENDING, and a success ACTIVE.
+    receiver.respond_with(Behavior::Status(200));
+    app.events()
+        .await
+        .retry_delivery(pb::RetryDeliveryRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap();
+    let seen = endpoint_status(&app, &endpoint.id).await.status;
+    assert!(
+        seen == pb::EndpointStatus::Pending as i32 || seen == pb::EndpointStatus::Active as i32,
+        "PENDING until the retry succeeds: {seen}"
+    );
+    wait_for_delivery(&app, &first.id, pb::DeliveryStatus::Success, WAIT).await;
+    wait_for_endpoint(&app, &endpoint.id, pb::EndpointStatus::Active).await;
+
+    // Then what was discarded meanwhile can be batch-retried.
+    let retried = app
+        .events()
+        .await
+        .batch_retry_deliveries(pb::BatchRetryDeliveriesRequest {
+            endpoint_id: endpoint.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.scheduled, 1);
+    wait_for_delivery(&app, &second.id, pb::DeliveryStatus::Success, WAIT).await;
+}
+
+async fn gone_deactivates_at_once(backend: Backend) {
+    let app = app(backend).await;
+    let receiver = TestReceiver::start().await;
+    receiver.respond_with(Behavior::Status(410));
+    let endpoint = receiver_endpoint(&app, &receiver, "gone-secret", |_| {}).await;
+    publish(&app, &endpoint.id).await;
+    receiver.next_request(WAIT).await;
+    wait_for_endpoint(&app, &endpoint.id, pb::EndpointStatus::Inactive).await;
+}
+
+async fn a_success_resets_the_count(backend: Backend) {
+    let app = app(backend).await;
+    let receiver = TestReceiver::start().await;
+    let endpoint = receiver_endpoint(&app, &receiver, "reset-secret", |_| {}).await;
+    // fail, fail, succeed, fail, fail: never three in a row.
+    for status in [500, 500, 200, 500, 500] {
+        receiver.respond_sequence(vec![Behavior::Status(status)]);
+        let delivery = publish(&app, &endpoint.id).await;
+        receiver.next_request(WAIT).await;
+        let expected = if status == 200 {
+            pb::DeliveryStatus::Success
+        } else {
+            pb::DeliveryStatus::Retry
+        };
+        wait_for_delivery(&app, &delivery.id, expected, WAIT).await;
+    }
+    assert_eq!(
+        endpoint_status(&app, &endpoint.id).await.status,
+        pb::EndpointStatus::Active as i32
+    );
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(backend) = Backend::postgres() else {
+                    eprintln!("HOOKD_TEST_DATABASE_URL unset: PostgreSQL run skipped");
+                    return;
+                };
+                super::$name(backend).await;
+            }
+        }
+    };
+}
+
+both!(repeated_failures_deactivate_and_a_successful_retry_reactivates);
+both!(gone_deactivates_at_once);
+both!(a_success_resets_the_count);
