@@ -6,6 +6,7 @@ use std::time::Duration;
 use hookd::delivery::DeliveryConfig;
 use hookd::grpc::pb;
 
+use crate::backend_test;
 use crate::helpers::{
     Backend, TestApp, TestDb, receiver_endpoint, spawn_app_on, test_delivery_config, to_endpoint,
     wait_for_delivery,
@@ -178,28 +179,9 @@ async fn a_success_resets_the_count(backend: Backend) {
     );
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(backend) = Backend::postgres() else {
-                    eprintln!("HOOKD_TEST_DATABASE_URL unset: PostgreSQL run skipped");
-                    return;
-                };
-                super::$name(backend).await;
-            }
-        }
-    };
-}
-
-both!(repeated_failures_deactivate_and_a_successful_retry_reactivates);
-both!(gone_deactivates_at_once);
-both!(a_success_resets_the_count);
+backend_test!(
+    repeated_failures_deactivate_and_a_successful_retry_reactivates,
+    repeated_failures_deactivate_and_a_successful_retry_reactivates
+);
+backend_test!(gone_deactivates_at_once, gone_deactivates_at_once);
+backend_test!(a_success_resets_the_count, a_success_resets_the_count);

@@ -56,6 +56,34 @@ macro_rules! db_test {
     };
 }
 
+/// For cases that need their own server setup: `backend_test!(name, body)`
+/// makes `name::sqlite` and `name::postgres`, each calling the async
+/// `body(backend)` defined beside it. The PostgreSQL one passes vacuously only
+/// when `HOOKD_TEST_DATABASE_URL` is unset; CI always sets it.
+#[macro_export]
+macro_rules! backend_test {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(backend) = $crate::helpers::Backend::postgres() else {
+                    eprintln!(
+                        "{} unset: PostgreSQL run skipped",
+                        $crate::helpers::POSTGRES_URL_VAR
+                    );
+                    return;
+                };
+                super::$body(backend).await;
+            }
+        }
+    };
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
     Sqlite,

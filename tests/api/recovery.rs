@@ -9,6 +9,7 @@ use std::time::Duration;
 use hookd::grpc::pb;
 use hookd::grpc::pb::create_event_request::Target;
 
+use crate::backend_test;
 use crate::db_test;
 use crate::helpers::{
     Backend, TestApp, TestDb, database_args, spawn_app_on, test_delivery_config, wait_for_delivery,
@@ -220,19 +221,7 @@ async fn crash_recovery(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn held_deliveries_survive_a_kill_9_sqlite() {
-    crash_recovery(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn held_deliveries_survive_a_kill_9_postgres() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("HOOKD_TEST_DATABASE_URL unset: PostgreSQL run skipped");
-        return;
-    };
-    crash_recovery(backend).await;
-}
+backend_test!(held_deliveries_survive_a_kill_9, crash_recovery);
 
 /// Two servers on one PostgreSQL database (the scale-out setup).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

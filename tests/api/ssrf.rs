@@ -7,6 +7,7 @@ use hookd::delivery::DeliveryConfig;
 use hookd::domain::network::NetworkPolicy;
 use hookd::grpc::pb;
 
+use crate::backend_test;
 use crate::helpers::{
     Backend, LOOPBACK, TestApp, TestDb, attempts_of, spawn_app_on, test_delivery_config,
     to_endpoint, wait_for_delivery,
@@ -97,30 +98,9 @@ async fn the_block_list_wins_over_the_allow_list(backend: Backend) {
     receiver.expect_no_request(Duration::from_millis(200)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refuses_non_public_addresses_sqlite() {
-    refuses_non_public_addresses(Backend::Sqlite).await;
-}
+backend_test!(refuses_non_public_addresses, refuses_non_public_addresses);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refuses_non_public_addresses_postgres() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("HOOKD_TEST_DATABASE_URL unset: PostgreSQL run skipped");
-        return;
-    };
-    refuses_non_public_addresses(backend).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_block_list_wins_over_the_allow_list_sqlite() {
-    the_block_list_wins_over_the_allow_list(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_block_list_wins_over_the_allow_list_postgres() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("HOOKD_TEST_DATABASE_URL unset: PostgreSQL run skipped");
-        return;
-    };
-    the_block_list_wins_over_the_allow_list(backend).await;
-}
+backend_test!(
+    the_block_list_wins_over_the_allow_list,
+    the_block_list_wins_over_the_allow_list
+);

@@ -8,9 +8,9 @@ use hookd::grpc::pb;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::backend_test;
 use crate::helpers::{
-    Backend, POSTGRES_URL_VAR, TestApp, TestDb, attempts_of, spawn_app_on, test_delivery_config,
-    wait_for_delivery,
+    Backend, TestApp, TestDb, attempts_of, spawn_app_on, test_delivery_config, wait_for_delivery,
 };
 use crate::receiver::TestReceiver;
 
@@ -149,30 +149,9 @@ async fn untrusted_ca(backend: Backend) {
     assert_eq!(receiver.count(), 0, "no request passed the handshake");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_signed_by_a_trusted_ca_gets_the_event_over_h2_sqlite() {
-    trusted_ca(Backend::Sqlite).await;
-}
+backend_test!(
+    a_receiver_signed_by_a_trusted_ca_gets_the_event_over_h2,
+    trusted_ca
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_signed_by_a_trusted_ca_gets_the_event_over_h2_postgres() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("{POSTGRES_URL_VAR} unset: PostgreSQL run skipped");
-        return;
-    };
-    trusted_ca(backend).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_untrusted_certificate_is_a_tls_failure_sqlite() {
-    untrusted_ca(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_untrusted_certificate_is_a_tls_failure_postgres() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("{POSTGRES_URL_VAR} unset: PostgreSQL run skipped");
-        return;
-    };
-    untrusted_ca(backend).await;
-}
+backend_test!(an_untrusted_certificate_is_a_tls_failure, untrusted_ca);
