@@ -32,6 +32,8 @@ pub struct AppConfig {
     pub clock: Arc<dyn Clock>,
     /// How long old signing secrets keep signing after a rotation.
     pub rotation: RotationPolicy,
+    /// Ping new (and re-pointed) endpoints unless the request skips it.
+    pub ping_endpoints: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,7 @@ pub struct App {
     engine: Engine,
     clock: Arc<dyn Clock>,
     rotation: RotationPolicy,
+    ping_endpoints: bool,
     shutdown_grace: Duration,
 }
 
@@ -96,6 +99,7 @@ impl App {
             engine,
             clock: config.clock,
             rotation: config.rotation,
+            ping_endpoints: config.ping_endpoints,
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -131,6 +135,7 @@ impl App {
             self.engine.clone(),
             self.clock.clone(),
             self.rotation,
+            self.ping_endpoints,
         );
         let events = EventApi::new(
             self.store.clone(),

@@ -117,6 +117,11 @@ pub struct ServeArgs {
     /// The longest grace a rotation may ask for.
     #[arg(long, env = "HOOKD_SECRET_GRACE_MAX", default_value = "7d", value_parser = parse_duration)]
     pub secret_grace_max: Duration,
+    /// Do not ping new endpoints (and endpoints whose URL changes) before
+    /// accepting them; by default an endpoint that does not answer 2xx is
+    /// refused unless the request sets skip_ping_validation.
+    #[arg(long, env = "HOOKD_NO_PING")]
+    pub no_ping: bool,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 }

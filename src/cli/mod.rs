@@ -61,6 +61,7 @@ async fn serve(
             args.secret_grace_max,
         )
         .map_err(|e| CliError::Usage(format!("--secret-grace: {e}")))?,
+        ping_endpoints: !args.no_ping,
     };
     let app = App::build(config).await?;
     app.run(shutdown).await?;

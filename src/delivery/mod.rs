@@ -387,6 +387,54 @@ impl Engine {
         }
     }
 
+    /// Sends `endpoint` a signed test request (event type `hookd.ping`), as
+    /// a delivery would go, and says why it failed unless it got a 2xx.
+    pub async fn ping(
+        &self,
+        endpoint: &Endpoint,
+        secret: &crate::domain::secret::Secret,
+    ) -> Result<(), String> {
+        let shared = &self.shared;
+        if let Some(why) = blocked_literal(shared, endpoint) {
+            return Err(why);
+        }
+        let now = shared.clock.now();
+        let event = Event {
+            id: EventId::from_uuid(system::new_uuid()),
+            project_id: endpoint.project_id.clone(),
+            event_type: crate::domain::fields::EventType::parse("hookd.ping")
+                .expect("a valid constant type"),
+            payload: crate::domain::event::Payload::parse(r#"{"event_type":"hookd.ping"}"#, 64)
+                .expect("a valid constant payload"),
+            custom_headers: Default::default(),
+            idempotency_key: None,
+            created_at: now,
+        };
+        let job = Job {
+            delivery_id: DeliveryId::from_uuid(system::new_uuid()),
+            project_id: endpoint.project_id.clone(),
+            endpoint_id: endpoint.id.clone(),
+            event: Arc::new(event),
+            attempts: 0,
+        };
+        let outbound = request::build(
+            &job,
+            endpoint,
+            std::slice::from_ref(secret),
+            1,
+            now,
+            &shared.user_agent,
+        )?;
+        let timeout = Duration::from_secs(u64::from(endpoint.timeout.get()));
+        let response = shared.http.send(outbound, timeout).await;
+        match (response.status, response.error) {
+            (Some(status), _) if (200..300).contains(&status) => Ok(()),
+            (Some(status), _) => Err(format!("the URL answered HTTP {status}")),
+            (None, Some(error)) => Err(error.to_string()),
+            (None, None) => Err("no response".to_owned()),
+        }
+    }
+
     /// Refreshes this node's heartbeat now (the poller does so every third
     /// of `node_ttl`).
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
@@ -495,6 +543,17 @@ fn new_delivery_view(event: &Event, new: &NewDelivery) -> Delivery {
     }
 }
 
+/// Names are checked when resolved; an address written in the URL is
+/// checked here. `Some(reason)` when the policy refuses it.
+fn blocked_literal(shared: &Shared, endpoint: &Endpoint) -> Option<String> {
+    let ip = match endpoint.url.as_url().host()? {
+        url::Host::Ipv4(v4) => std::net::IpAddr::V4(v4),
+        url::Host::Ipv6(v6) => std::net::IpAddr::V6(v6),
+        url::Host::Domain(_) => return None,
+    };
+    shared.config.network.check(ip).err()
+}
+
 /// Waits for the endpoint's rate limit to allow one more request. The
 /// delivery keeps its place (and its lane slot) meanwhile: waiting spends no
 /// attempt and fails nothing.
@@ -577,13 +636,7 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
         duration_ms: 0,
     };
     let mut retry_after = None;
-    // Names are checked when resolved; an address in the URL is checked here.
-    let literal = match endpoint.url.as_url().host() {
-        Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
-        Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
-        _ => None,
-    };
-    let built = match literal.and_then(|ip| shared.config.network.check(ip).err()) {
+    let built = match blocked_literal(shared, endpoint) {
         Some(why) => Err(AttemptError {
             class: ErrorClass::Blocked,
             message: why,

@@ -62,6 +62,8 @@ pub enum TransitionError {
         "an {0:?} endpoint is reactivated by retrying a failed delivery, not by setting it ACTIVE"
     )]
     NeedsReactivation(EndpointStatus),
+    #[error("only an INACTIVE or PENDING endpoint can be activated; this one is {0:?}")]
+    NotInactive(EndpointStatus),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +190,20 @@ impl Endpoint {
         set(&mut self.event_types, event_types);
         self.updated_at = now;
         Ok(())
+    }
+
+    /// An operator's override of the circuit breaker: INACTIVE or PENDING
+    /// becomes ACTIVE at once.
+    pub fn activate(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        match self.status {
+            EndpointStatus::Inactive | EndpointStatus::Pending => {
+                self.status = EndpointStatus::Active;
+                self.status_changed_at = now;
+                self.updated_at = now;
+                Ok(())
+            }
+            other => Err(TransitionError::NotInactive(other)),
+        }
     }
 
     /// ACTIVE and PAUSED are the only states a person sets. PAUSED stamps

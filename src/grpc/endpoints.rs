@@ -7,9 +7,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{endpoint_spec, endpoint_to_pb, endpoint_update, status_from_pb};
 use super::pb::endpoint_service_server::EndpointService;
 use super::pb::{
-    CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse, Endpoint as PbEndpoint,
-    GetEndpointRequest, ListEndpointsRequest, ListEndpointsResponse, RotateEndpointSecretRequest,
-    RotateEndpointSecretResponse, UpdateEndpointRequest,
+    ActivateEndpointRequest, CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse,
+    Endpoint as PbEndpoint, GetEndpointRequest, ListEndpointsRequest, ListEndpointsResponse,
+    RotateEndpointSecretRequest, RotateEndpointSecretResponse, UpdateEndpointRequest,
 };
 use super::{ApiError, Authenticator};
 use crate::delivery::Engine;
@@ -28,6 +28,9 @@ pub struct EndpointApi {
     engine: Engine,
     clock: Arc<dyn Clock>,
     rotation: RotationPolicy,
+    /// Whether new and re-pointed endpoints are pinged unless the request
+    /// skips it.
+    ping: bool,
 }
 
 impl EndpointApi {
@@ -37,6 +40,7 @@ impl EndpointApi {
         engine: Engine,
         clock: Arc<dyn Clock>,
         rotation: RotationPolicy,
+        ping: bool,
     ) -> Self {
         Self {
             store,
@@ -44,7 +48,18 @@ impl EndpointApi {
             engine,
             clock,
             rotation,
+            ping,
         }
+    }
+
+    /// Pings `endpoint` signed with `secret`; FAILED_PRECONDITION says why
+    /// it failed.
+    async fn ping(&self, endpoint: &Endpoint, secret: &Secret) -> Result<(), ApiError> {
+        self.engine.ping(endpoint, secret).await.map_err(|why| {
+            ApiError::FailedPrecondition(format!(
+                "the endpoint did not answer the ping with 2xx ({why}); fix it or set skip_ping_validation"
+            ))
+        })
     }
 }
 
@@ -59,8 +74,8 @@ impl EndpointService for EndpointApi {
         request: Request<CreateEndpointRequest>,
     ) -> Result<Response<PbEndpoint>, Status> {
         let project = self.auth.project(request.metadata()).await?;
-        let raw = request
-            .into_inner()
+        let req = request.into_inner();
+        let raw = req
             .endpoint
             .ok_or_else(|| ApiError::invalid("endpoint", "is required"))?;
         let (spec, given_secret) = endpoint_spec(&raw)?;
@@ -74,6 +89,9 @@ impl EndpointService for EndpointApi {
             spec,
             self.clock.now(),
         );
+        if self.ping && !req.skip_ping_validation {
+            self.ping(&endpoint, &secret).await?;
+        }
         self.store
             .insert_endpoint(&endpoint, &secret)
             .await
@@ -156,6 +174,38 @@ impl EndpointService for EndpointApi {
             .then(|| Secret::generate(system::random_bytes()));
         let new_secret = update.patch.secret.take().or_else(|| generated.clone());
         let now = self.clock.now();
+        if self.ping && !req.skip_ping_validation && update.patch.url.is_some() {
+            // Ping the endpoint as it will be, when its URL changes.
+            let current = self
+                .store
+                .get_endpoint(&project, &id)
+                .await
+                .map_err(ApiError::from_store("endpoint"))?;
+            if update.patch.url.as_ref() != Some(&current.url) {
+                let mut next = current.clone();
+                next.apply(update.patch.clone(), now)
+                    .map_err(|refused| match refused {
+                        UpdateError::Transition(why) => {
+                            ApiError::FailedPrecondition(why.to_string())
+                        }
+                        UpdateError::Invalid { field, message } => {
+                            ApiError::invalid(field, message)
+                        }
+                    })?;
+                let secret = match &new_secret {
+                    Some(secret) => secret.clone(),
+                    None => self
+                        .store
+                        .endpoint_secrets(&id, now)
+                        .await
+                        .map_err(ApiError::from_store("endpoint"))?
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| Secret::generate(system::random_bytes())),
+                };
+                self.ping(&next, &secret).await?;
+            }
+        }
         let endpoint = self
             .store
             .update_endpoint(&project, &id, new_secret.as_ref(), |endpoint| {
@@ -236,5 +286,27 @@ impl EndpointService for EndpointApi {
             },
             current_expires_at: Some(super::convert::timestamp(current_until)),
         }))
+    }
+
+    async fn activate_endpoint(
+        &self,
+        request: Request<ActivateEndpointRequest>,
+    ) -> Result<Response<PbEndpoint>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let id = endpoint_id(&request.get_ref().id, "id")?;
+        let now = self.clock.now();
+        let endpoint = self
+            .store
+            .update_endpoint(&project, &id, None, |endpoint| endpoint.activate(now))
+            .await
+            .map_err(ApiError::from_store("endpoint"))?
+            .map_err(|refused| ApiError::FailedPrecondition(refused.to_string()))?;
+        self.store
+            .reset_failures(&id)
+            .await
+            .map_err(ApiError::from_store("endpoint"))?;
+        self.engine.endpoint_changed(&id);
+        tracing::info!(endpoint = %id, project = %project, "endpoint activated by hand");
+        Ok(Response::new(endpoint_to_pb(&endpoint)))
     }
 }

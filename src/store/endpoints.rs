@@ -242,6 +242,21 @@ impl Store {
         Ok(Ok(()))
     }
 
+    /// Forgets the endpoint's failed attempts (after an operator activates
+    /// it, so the breaker does not trip again on the next failure).
+    pub async fn reset_failures(&self, id: &EndpointId) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
+        endpoint::Entity::update_many()
+            .col_expr(
+                endpoint::Column::ConsecutiveFailures,
+                sea_orm::sea_query::Expr::value(0),
+            )
+            .filter(endpoint::Column::Id.eq(id.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// The endpoint's secrets that are valid at `now`, newest first.
     pub async fn endpoint_secrets(
         &self,

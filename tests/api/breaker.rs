@@ -110,6 +110,7 @@ async fn repeated_failures_deactivate_and_a_successful_retry_reactivates(backend
             update_mask: Some(prost_types::FieldMask {
                 paths: vec!["status".into()],
             }),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -185,3 +186,38 @@ backend_test!(
 );
 backend_test!(gone_deactivates_at_once, gone_deactivates_at_once);
 backend_test!(a_success_resets_the_count, a_success_resets_the_count);
+
+async fn an_operator_can_activate_an_inactive_endpoint(backend: Backend) {
+    let app = app(backend).await;
+    let receiver = TestReceiver::start().await;
+    receiver.respond_with(Behavior::Status(410));
+    let endpoint = receiver_endpoint(&app, &receiver, "activate-secret", |_| {}).await;
+    let activate = || async {
+        app.endpoints()
+            .await
+            .activate_endpoint(pb::ActivateEndpointRequest {
+                id: endpoint.id.clone(),
+            })
+            .await
+    };
+    let not_needed = activate().await.unwrap_err();
+    assert_eq!(
+        not_needed.code(),
+        tonic::Code::FailedPrecondition,
+        "already ACTIVE"
+    );
+    publish(&app, &endpoint.id).await;
+    receiver.next_request(WAIT).await;
+    wait_for_endpoint(&app, &endpoint.id, pb::EndpointStatus::Inactive).await;
+
+    receiver.respond_with(Behavior::Status(200));
+    let active = activate().await.unwrap().into_inner();
+    assert_eq!(active.status, pb::EndpointStatus::Active as i32);
+    let delivery = publish(&app, &endpoint.id).await;
+    wait_for_delivery(&app, &delivery.id, pb::DeliveryStatus::Success, WAIT).await;
+}
+
+backend_test!(
+    an_operator_can_activate_an_inactive_endpoint,
+    an_operator_can_activate_an_inactive_endpoint
+);

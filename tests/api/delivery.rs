@@ -204,6 +204,7 @@ async fn set_status(app: &TestApp, id: &str, status: pb::EndpointStatus) {
             update_mask: Some(prost_types::FieldMask {
                 paths: vec!["status".into()],
             }),
+            ..Default::default()
         })
         .await
         .expect("status set");
@@ -322,6 +323,7 @@ db_test!(failed_attempts_record_what_went_wrong, |app| async move {
                 url: format!("http://{refusing}/hook"),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap()

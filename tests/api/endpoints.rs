@@ -57,6 +57,7 @@ db_test!(
         let created = client
             .create_endpoint(pb::CreateEndpointRequest {
                 endpoint: Some(endpoint("minimal")),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -104,6 +105,7 @@ db_test!(
         let created = client
             .create_endpoint(pb::CreateEndpointRequest {
                 endpoint: Some(full_endpoint()),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -121,6 +123,7 @@ db_test!(crud_round_trip, |app| async move {
     let created = client
         .create_endpoint(pb::CreateEndpointRequest {
             endpoint: Some(full_endpoint()),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -169,6 +172,7 @@ db_test!(crud_round_trip, |app| async move {
                 ..Default::default()
             }),
             update_mask: mask(&["name"]),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -210,6 +214,7 @@ db_test!(
         let created = client
             .create_endpoint(pb::CreateEndpointRequest {
                 endpoint: Some(full_endpoint()),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -226,6 +231,7 @@ db_test!(
                     ..Default::default()
                 }),
                 update_mask: mask(&["name", "description", "rate_limit", "timeout_seconds"]),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -253,6 +259,7 @@ db_test!(
         let created = client
             .create_endpoint(pb::CreateEndpointRequest {
                 endpoint: Some(full_endpoint()),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -266,6 +273,7 @@ db_test!(
                     ..Default::default()
                 }),
                 update_mask: None,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -308,6 +316,7 @@ db_test!(
                     ..Default::default()
                 }),
                 update_mask: None,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -325,6 +334,7 @@ db_test!(
                     ..Default::default()
                 }),
                 update_mask: mask(&["secret"]),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -348,6 +358,7 @@ db_test!(pause_and_resume_stamp_the_time, |app| async move {
             ..Default::default()
         }),
         update_mask: mask(&["status"]),
+        ..Default::default()
     };
 
     let paused = client
@@ -417,6 +428,7 @@ db_test!(
                     .update_endpoint(pb::UpdateEndpointRequest {
                         endpoint: Some(ep),
                         update_mask: mask(&[path]),
+                        ..Default::default()
                     })
                     .await
             }));

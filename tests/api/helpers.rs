@@ -247,6 +247,15 @@ pub(crate) const LOOPBACK: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
 /// A server on an existing database (to restart one, say).
 pub(crate) async fn spawn_app_on(db: TestDb, delivery: DeliveryConfig) -> TestApp {
+    spawn_app_with(db, delivery, false).await
+}
+
+/// The same, choosing whether new endpoints are pinged.
+pub(crate) async fn spawn_app_with(
+    db: TestDb,
+    delivery: DeliveryConfig,
+    ping_endpoints: bool,
+) -> TestApp {
     let clock = Arc::new(ShiftedClock::default());
     let app = App::build(AppConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -255,6 +264,9 @@ pub(crate) async fn spawn_app_on(db: TestDb, delivery: DeliveryConfig) -> TestAp
         delivery,
         clock: clock.clone(),
         rotation: hookd::domain::secret::RotationPolicy::default(),
+        // Most tests point endpoints at addresses that cannot answer; the
+        // ping has tests of its own.
+        ping_endpoints,
     })
     .await
     .expect("app builds");
@@ -356,6 +368,7 @@ impl TestApp {
             .await
             .create_endpoint(pb::CreateEndpointRequest {
                 endpoint: Some(endpoint(name)),
+                ..Default::default()
             })
             .await
             .expect("endpoint created")
@@ -463,7 +476,10 @@ pub(crate) async fn receiver_endpoint(
     f(&mut ep);
     app.endpoints()
         .await
-        .create_endpoint(pb::CreateEndpointRequest { endpoint: Some(ep) })
+        .create_endpoint(pb::CreateEndpointRequest {
+            endpoint: Some(ep),
+            ..Default::default()
+        })
         .await
         .expect("endpoint created")
         .into_inner()

@@ -11,6 +11,7 @@ mod cli;
 mod delivery;
 mod endpoints;
 mod pagination;
+mod ping;
 mod publishing;
 mod server;
 mod ssrf;

@@ -14,7 +14,10 @@ async fn create_many(client: &mut EndpointClient, n: usize, owner: &str) -> Vec<
         let mut ep = endpoint(&format!("ep-{i}"));
         ep.owner_id = owner.to_owned();
         let created = client
-            .create_endpoint(pb::CreateEndpointRequest { endpoint: Some(ep) })
+            .create_endpoint(pb::CreateEndpointRequest {
+                endpoint: Some(ep),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -125,6 +128,7 @@ db_test!(
                 update_mask: Some(FieldMask {
                     paths: vec!["status".into()],
                 }),
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -536,6 +536,7 @@ db_test!(
                     url: foreign.url("/hook"),
                     ..Default::default()
                 }),
+                ..Default::default()
             })
             .await
             .expect("foreign endpoint created");
@@ -580,6 +581,7 @@ db_test!(
                     owner_id: "globex".into(),
                     ..Default::default()
                 }),
+                ..Default::default()
             })
             .await
             .expect("foreign endpoint created")
@@ -667,6 +669,7 @@ db_test!(
                     url: foreign_receiver.url("/hook"),
                     ..Default::default()
                 }),
+                ..Default::default()
             })
             .await
             .unwrap()

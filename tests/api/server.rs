@@ -186,6 +186,7 @@ db_test!(
                     update_mask: Some(prost_types::FieldMask {
                         paths: vec!["name".into()],
                     }),
+                    ..Default::default()
                 })
                 .await
         });

@@ -38,6 +38,7 @@ async fn attempt_error(app: &TestApp, url: String) -> String {
                 url,
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .expect("endpoint created")

@@ -32,6 +32,7 @@ db_test!(
                 update_mask: Some(FieldMask {
                     paths: vec!["name".into()],
                 }),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -91,6 +92,7 @@ db_test!(
                 client
                     .create_endpoint(pb::CreateEndpointRequest {
                         endpoint: Some(crate::helpers::endpoint("nope")),
+                        ..Default::default()
                     })
                     .await
                     .map(drop),
@@ -112,6 +114,7 @@ db_test!(
                             ..Default::default()
                         }),
                         update_mask: None,
+                        ..Default::default()
                     })
                     .await
                     .map(drop),

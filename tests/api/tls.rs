@@ -72,6 +72,7 @@ async fn publish_to(app: &TestApp, url: String, payload: &str) -> String {
                 url,
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .expect("endpoint created")

@@ -124,13 +124,17 @@ db_test!(
             let status = client
                 .create_endpoint(pb::CreateEndpointRequest {
                     endpoint: Some(bad),
+                    ..Default::default()
                 })
                 .await
                 .expect_err(what);
             assert_invalid_field(&status, field);
         }
         let missing = client
-            .create_endpoint(pb::CreateEndpointRequest { endpoint: None })
+            .create_endpoint(pb::CreateEndpointRequest {
+                endpoint: None,
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_invalid_field(&missing, "endpoint");
@@ -167,6 +171,7 @@ db_test!(
                 .update_endpoint(pb::UpdateEndpointRequest {
                     endpoint: Some(bad),
                     update_mask: None,
+                    ..Default::default()
                 })
                 .await
                 .expect_err(what);
@@ -190,6 +195,7 @@ db_test!(
                         ..Default::default()
                     }),
                     update_mask: Some(mask(paths)),
+                    ..Default::default()
                 })
                 .await
                 .unwrap_err();
@@ -204,6 +210,7 @@ db_test!(
                         ..Default::default()
                     }),
                     update_mask: None,
+                    ..Default::default()
                 })
                 .await
                 .unwrap_err();
