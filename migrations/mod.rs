@@ -9,6 +9,7 @@ mod m20261122_000001_create_projects;
 mod m20261122_000002_create_endpoints;
 mod m20261122_000003_create_events_and_deliveries;
 mod m20261122_000004_endpoint_failure_count;
+mod m20261122_000005_endpoint_alert_url;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_endpoints::Migration),
             Box::new(m20261122_000003_create_events_and_deliveries::Migration),
             Box::new(m20261122_000004_endpoint_failure_count::Migration),
+            Box::new(m20261122_000005_endpoint_alert_url::Migration),
         ]
     }
 }

@@ -394,45 +394,15 @@ impl Engine {
         endpoint: &Endpoint,
         secret: &crate::domain::secret::Secret,
     ) -> Result<(), String> {
-        let shared = &self.shared;
-        if let Some(why) = blocked_literal(shared, endpoint) {
-            return Err(why);
-        }
-        let now = shared.clock.now();
-        let event = Event {
-            id: EventId::from_uuid(system::new_uuid()),
-            project_id: endpoint.project_id.clone(),
-            event_type: crate::domain::fields::EventType::parse("hookd.ping")
-                .expect("a valid constant type"),
-            payload: crate::domain::event::Payload::parse(r#"{"event_type":"hookd.ping"}"#, 64)
-                .expect("a valid constant payload"),
-            custom_headers: Default::default(),
-            idempotency_key: None,
-            created_at: now,
-        };
-        let job = Job {
-            delivery_id: DeliveryId::from_uuid(system::new_uuid()),
-            project_id: endpoint.project_id.clone(),
-            endpoint_id: endpoint.id.clone(),
-            event: Arc::new(event),
-            attempts: 0,
-        };
-        let outbound = request::build(
-            &job,
+        let payload = r#"{"event_type":"hookd.ping"}"#.to_owned();
+        post_once(
+            &self.shared,
             endpoint,
             std::slice::from_ref(secret),
-            1,
-            now,
-            &shared.user_agent,
-        )?;
-        let timeout = Duration::from_secs(u64::from(endpoint.timeout.get()));
-        let response = shared.http.send(outbound, timeout).await;
-        match (response.status, response.error) {
-            (Some(status), _) if (200..300).contains(&status) => Ok(()),
-            (Some(status), _) => Err(format!("the URL answered HTTP {status}")),
-            (None, Some(error)) => Err(error.to_string()),
-            (None, None) => Err("no response".to_owned()),
-        }
+            "hookd.ping",
+            payload,
+        )
+        .await
     }
 
     /// Refreshes this node's heartbeat now (the poller does so every third
@@ -540,6 +510,86 @@ fn new_delivery_view(event: &Event, new: &NewDelivery) -> Delivery {
         updated_at: event.created_at,
         description: new.description.clone(),
         last_http_status: None,
+    }
+}
+
+/// One signed POST of `payload` to `target.url`, as a delivery would go
+/// (SSRF guard, headers, signature, timeout), outside the delivery pipeline:
+/// for pings and alerts. `Err` says why it did not get a 2xx.
+async fn post_once(
+    shared: &Shared,
+    target: &Endpoint,
+    secrets: &[crate::domain::secret::Secret],
+    event_type: &str,
+    payload: String,
+) -> Result<(), String> {
+    if let Some(why) = blocked_literal(shared, target) {
+        return Err(why);
+    }
+    let now = shared.clock.now();
+    let event = Event {
+        id: EventId::from_uuid(system::new_uuid()),
+        project_id: target.project_id.clone(),
+        event_type: crate::domain::fields::EventType::parse(event_type).map_err(|e| e.0)?,
+        payload: crate::domain::event::Payload::parse(&payload, shared.config.max_payload_bytes)
+            .map_err(|e| e.0)?,
+        custom_headers: Default::default(),
+        idempotency_key: None,
+        created_at: now,
+    };
+    let job = Job {
+        delivery_id: DeliveryId::from_uuid(system::new_uuid()),
+        project_id: target.project_id.clone(),
+        endpoint_id: target.id.clone(),
+        event: Arc::new(event),
+        attempts: 0,
+    };
+    let outbound = request::build(&job, target, secrets, 1, now, &shared.user_agent)?;
+    let timeout = Duration::from_secs(u64::from(target.timeout.get()));
+    let response = shared.http.send(outbound, timeout).await;
+    match (response.status, response.error) {
+        (Some(status), _) if (200..300).contains(&status) => Ok(()),
+        (Some(status), _) => Err(format!("the URL answered HTTP {status}")),
+        (None, Some(error)) => Err(error.to_string()),
+        (None, None) => Err("no response".to_owned()),
+    }
+}
+
+/// Tells the endpoint's `alert_url`, if it has one, that the circuit
+/// breaker changed its status. Best effort: one attempt, failures logged.
+async fn send_alert(shared: Arc<Shared>, change: crate::store::StatusChange) {
+    let snapshot = match shared.cache.get(&change.endpoint_id).await {
+        Ok(Some(snapshot)) => snapshot,
+        _ => return,
+    };
+    let Some(alert_url) = snapshot.endpoint.alert_url.clone() else {
+        return;
+    };
+    let now = shared.clock.now();
+    let notice = serde_json::json!({
+        "event_type": "hookd.endpoint.status_changed",
+        "endpoint_id": change.endpoint_id.as_str(),
+        "status": change.status.as_str().to_uppercase(),
+        "reason": change.reason,
+        "last_error": change.last_error,
+        "changed_at": now.to_string(),
+    });
+    let mut target = snapshot.endpoint.clone();
+    target.url = alert_url;
+    let secrets = snapshot.signing_secrets(now);
+    match post_once(
+        &shared,
+        &target,
+        &secrets,
+        "hookd.endpoint.status_changed",
+        notice.to_string(),
+    )
+    .await
+    {
+        Ok(()) => tracing::info!(endpoint = %change.endpoint_id, "status change alert sent"),
+        Err(why) => {
+            tracing::warn!(endpoint = %change.endpoint_id, %why, "status change alert failed")
+        }
     }
 }
 
@@ -745,6 +795,7 @@ pub(crate) mod tests {
                 rate_limit: None,
                 event_types: EventTypeFilter::default(),
                 signature,
+                alert_url: None,
             },
             Timestamp::from_unix_micros(1),
         )

@@ -46,7 +46,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut messages: mpsc::Receiver<Messag
 /// Keeps trying: a result that is never written means the delivery is sent
 /// again after this node's lease lapses, which is allowed (at least once)
 /// but worth avoiding. Gives up only when the engine is told to stop.
-async fn write(shared: &Shared, batch: &[DeliveryResult]) {
+async fn write(shared: &Arc<Shared>, batch: &[DeliveryResult]) {
     loop {
         match shared
             .store
@@ -58,10 +58,16 @@ async fn write(shared: &Shared, batch: &[DeliveryResult]) {
             )
             .await
         {
-            Ok(changed) => {
-                for endpoint in &changed {
-                    shared.cache.invalidate(endpoint);
-                    tracing::info!(endpoint = %endpoint, "endpoint status changed by the circuit breaker");
+            Ok(changes) => {
+                for change in changes {
+                    shared.cache.invalidate(&change.endpoint_id);
+                    tracing::info!(
+                        endpoint = %change.endpoint_id,
+                        status = change.status.as_str(),
+                        reason = %change.reason,
+                        "endpoint status changed by the circuit breaker"
+                    );
+                    tokio::spawn(super::send_alert(shared.clone(), change));
                 }
                 return;
             }

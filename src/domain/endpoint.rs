@@ -85,6 +85,8 @@ pub struct Endpoint {
     pub rate_limit: Option<RateLimit>,
     pub event_types: EventTypeFilter,
     pub signature: SignatureConfig,
+    /// Receives a notice on each automatic status change.
+    pub alert_url: Option<EndpointUrl>,
     /// Bumped by every write; updates are conditional on it so two concurrent
     /// read-modify-write cycles cannot silently overwrite each other.
     pub revision: i64,
@@ -103,6 +105,7 @@ pub struct EndpointSpec {
     pub rate_limit: Option<RateLimit>,
     pub event_types: EventTypeFilter,
     pub signature: SignatureConfig,
+    pub alert_url: Option<EndpointUrl>,
 }
 
 impl Endpoint {
@@ -126,6 +129,7 @@ impl Endpoint {
             rate_limit: spec.rate_limit,
             event_types: spec.event_types,
             signature: spec.signature,
+            alert_url: spec.alert_url,
             revision: 0,
         }
     }
@@ -177,7 +181,9 @@ impl Endpoint {
             signature_scheme: _,
             signature_hash: _,
             signature_encoding: _,
+            alert_url,
         } = patch;
+        set(&mut self.alert_url, alert_url);
         set(&mut self.signature, signature);
         set(&mut self.name, name);
         set(&mut self.url, url);
@@ -259,6 +265,7 @@ pub struct EndpointPatch {
     pub signature_scheme: Option<SignatureScheme>,
     pub signature_hash: Option<HashAlgorithm>,
     pub signature_encoding: Option<SignatureEncoding>,
+    pub alert_url: Option<Option<EndpointUrl>>,
 }
 
 #[cfg(test)]
@@ -277,6 +284,7 @@ mod tests {
             rate_limit: None,
             event_types: EventTypeFilter::default(),
             signature: SignatureConfig::default(),
+            alert_url: None,
         };
         let mut ep = Endpoint::new(
             EndpointId::from_uuid(uuid::Uuid::nil()),

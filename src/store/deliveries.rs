@@ -257,7 +257,7 @@ impl Store {
         results: &[DeliveryResult],
         now: Timestamp,
         breaker_failures: u32,
-    ) -> Result<Vec<EndpointId>, StoreError> {
+    ) -> Result<Vec<StatusChange>, StoreError> {
         let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
         let attempts: Vec<delivery_attempt::ActiveModel> = results
@@ -343,9 +343,20 @@ impl Store {
     }
 }
 
+/// A status change made by the circuit breaker.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub endpoint_id: EndpointId,
+    pub status: crate::domain::endpoint::EndpointStatus,
+    pub reason: String,
+    /// What the last failed attempt got (empty when reviving).
+    pub last_error: String,
+}
+
 /// What a batch of results says about one endpoint's health.
 #[derive(Default)]
 struct Health {
+    last_error: String,
     succeeded: bool,
     /// Failed attempts after the last success in the batch (or in all of it).
     failures: i64,
@@ -360,7 +371,7 @@ async fn run_breaker(
     results: &[DeliveryResult],
     now: Timestamp,
     breaker_failures: u32,
-) -> Result<Vec<EndpointId>, StoreError> {
+) -> Result<Vec<StatusChange>, StoreError> {
     let mut health: std::collections::BTreeMap<&EndpointId, Health> = Default::default();
     for result in results {
         if let DeliveryResult::Attempted {
@@ -379,6 +390,11 @@ async fn run_breaker(
             } else {
                 entry.failures += 1;
                 entry.gone |= attempt.http_status == Some(410);
+                entry.last_error = match (&attempt.error, attempt.http_status) {
+                    (Some(error), _) => error.to_string(),
+                    (None, Some(status)) => format!("HTTP {status}"),
+                    (None, None) => String::new(),
+                };
             }
         }
     }
@@ -396,7 +412,12 @@ async fn run_breaker(
                 ))
                 .await?;
             if revived.rows_affected() > 0 {
-                changed.push(endpoint.clone());
+                changed.push(StatusChange {
+                    endpoint_id: endpoint.clone(),
+                    status: crate::domain::endpoint::EndpointStatus::Active,
+                    reason: "a retried delivery succeeded".to_owned(),
+                    last_error: String::new(),
+                });
             }
             txn.execute_raw(statement(
                 backend,
@@ -427,7 +448,16 @@ async fn run_breaker(
                 ))
                 .await?;
             if tripped.rows_affected() > 0 {
-                changed.push(endpoint.clone());
+                changed.push(StatusChange {
+                    endpoint_id: endpoint.clone(),
+                    status: crate::domain::endpoint::EndpointStatus::Inactive,
+                    reason: if health.gone {
+                        "the receiver answered 410 Gone".to_owned()
+                    } else {
+                        format!("{breaker_failures} consecutive failed attempts")
+                    },
+                    last_error: health.last_error.clone(),
+                });
             }
         }
     }

@@ -332,6 +332,7 @@ fn to_row(ep: &Endpoint) -> endpoint::ActiveModel {
         event_types: Set(super::json_text(&event_types)),
         revision: Set(ep.revision),
         consecutive_failures: sea_orm::ActiveValue::NotSet,
+        alert_url: Set(ep.alert_url.as_ref().map(|u| u.as_str().to_owned())),
         signature_scheme: Set(ep.signature.scheme().as_str().to_owned()),
         signature_hash: Set(ep.signature.hash().as_str().to_owned()),
         signature_encoding: Set(ep.signature.encoding().as_str().to_owned()),
@@ -390,6 +391,12 @@ fn from_row(row: endpoint::Model) -> Result<Endpoint, StoreError> {
                 .ok_or_else(|| corrupt("signature_encoding", row.signature_encoding.clone()))?,
         )
         .map_err(|e| corrupt("signature", e.0))?,
+        alert_url: row
+            .alert_url
+            .as_deref()
+            .map(EndpointUrl::parse)
+            .transpose()
+            .map_err(|e| corrupt("alert_url", e.0))?,
         revision: row.revision,
     })
 }

@@ -13,7 +13,7 @@ mod tests;
 use sea_orm::DatabaseConnection;
 
 pub use connect::{DatabaseTarget, Durability};
-pub use deliveries::{DeliveryFilter, DeliveryResult};
+pub use deliveries::{DeliveryFilter, DeliveryResult, StatusChange};
 pub use endpoints::EndpointFilter;
 pub use events::{EventFilter, NewDelivery, PublishRecord, Published};
 pub use projects::{NewProject, ProjectSummary};

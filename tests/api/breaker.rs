@@ -221,3 +221,54 @@ backend_test!(
     an_operator_can_activate_an_inactive_endpoint,
     an_operator_can_activate_an_inactive_endpoint
 );
+
+async fn automatic_status_changes_are_announced_at_the_alert_url(backend: Backend) {
+    let app = app(backend).await;
+    let receiver = TestReceiver::start().await;
+    let alerts = TestReceiver::start().await;
+    receiver.respond_with(Behavior::Status(410));
+    let endpoint = receiver_endpoint(&app, &receiver, "alert-secret-1", |e| {
+        e.alert_url = alerts.url("/alerts");
+    })
+    .await;
+    assert_eq!(endpoint.alert_url, alerts.url("/alerts"));
+    let delivery = publish(&app, &endpoint.id).await;
+    receiver.next_request(WAIT).await;
+
+    let notice = alerts.next_request(WAIT).await;
+    assert_eq!(
+        notice.header("x-hookd-event-type"),
+        Some("hookd.endpoint.status_changed")
+    );
+    assert!(
+        notice.header("x-convoy-signature").is_some(),
+        "signed like a delivery"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&notice.body).unwrap();
+    assert_eq!(body["endpoint_id"], endpoint.id.as_str());
+    assert_eq!(body["status"], "INACTIVE");
+    assert_eq!(body["reason"], "the receiver answered 410 Gone");
+    assert_eq!(body["last_error"], "HTTP 410");
+
+    receiver.respond_with(Behavior::Status(200));
+    app.clock.advance(Duration::from_secs(7 * 3600));
+    app.engine.tick().await.unwrap();
+    wait_for_delivery(&app, &delivery.id, pb::DeliveryStatus::Discarded, WAIT).await;
+    app.events()
+        .await
+        .retry_delivery(pb::RetryDeliveryRequest {
+            id: delivery.id.clone(),
+        })
+        .await
+        .unwrap();
+    let notice = alerts.next_request(WAIT).await;
+    let body: serde_json::Value = serde_json::from_slice(&notice.body).unwrap();
+    assert_eq!(body["status"], "ACTIVE");
+    assert_eq!(body["reason"], "a retried delivery succeeded");
+    assert_eq!(body["last_error"], "");
+}
+
+backend_test!(
+    automatic_status_changes_are_announced_at_the_alert_url,
+    automatic_status_changes_are_announced_at_the_alert_url
+);

@@ -83,6 +83,11 @@ pub(in crate::grpc) fn endpoint_to_pb(ep: &Endpoint) -> pb::Endpoint {
             SignatureEncoding::Hex => pb::SignatureEncoding::Hex,
             SignatureEncoding::Base64 => pb::SignatureEncoding::Base64,
         } as i32,
+        alert_url: ep
+            .alert_url
+            .as_ref()
+            .map(|u| u.as_str().to_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -115,6 +120,15 @@ impl Fields<'_> {
             0 => Ok(TimeoutSeconds::DEFAULT),
             n => TimeoutSeconds::new(n).map_err(ApiError::field("endpoint.timeout_seconds")),
         }
+    }
+    /// `None` when empty.
+    fn alert_url(&self) -> Result<Option<EndpointUrl>, ApiError> {
+        if self.0.alert_url.is_empty() {
+            return Ok(None);
+        }
+        EndpointUrl::parse(&self.0.alert_url)
+            .map(Some)
+            .map_err(ApiError::field("endpoint.alert_url"))
     }
     fn owner_id(&self) -> Result<Option<OwnerId>, ApiError> {
         OwnerId::parse(&self.0.owner_id).map_err(ApiError::field("endpoint.owner_id"))
@@ -206,6 +220,7 @@ pub(in crate::grpc) fn endpoint_spec(
         rate_limit: f.rate_limit()?,
         event_types: f.event_types()?,
         signature: f.signature()?,
+        alert_url: f.alert_url()?,
     };
     Ok((spec, f.secret()?))
 }
@@ -226,6 +241,7 @@ const UPDATABLE: &[&str] = &[
     "signature_scheme",
     "signature_hash",
     "signature_encoding",
+    "alert_url",
 ];
 const OUTPUT_ONLY: &[&str] = &[
     "id",
@@ -290,6 +306,7 @@ pub(in crate::grpc) fn endpoint_update(
             "signature_scheme" => patch.signature_scheme = Some(f.signature_scheme()?),
             "signature_hash" => patch.signature_hash = Some(f.signature_hash()?),
             "signature_encoding" => patch.signature_encoding = Some(f.signature_encoding()?),
+            "alert_url" => patch.alert_url = Some(f.alert_url()?),
             _ => unreachable!("paths are checked against UPDATABLE or come from set_fields"),
         }
     }
@@ -316,6 +333,7 @@ fn set_fields(raw: &pb::Endpoint) -> Vec<&'static str> {
         ("signature_scheme", raw.signature_scheme != 0),
         ("signature_hash", raw.signature_hash != 0),
         ("signature_encoding", raw.signature_encoding != 0),
+        ("alert_url", !raw.alert_url.is_empty()),
     ];
     set.into_iter()
         .filter(|(_, on)| *on)

@@ -29,6 +29,8 @@ pub(crate) struct Model {
     pub signature_encoding: String,
     /// Failed attempts since the last success (the circuit breaker).
     pub consecutive_failures: i32,
+    /// Receives a signed notice on each automatic status change.
+    pub alert_url: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
