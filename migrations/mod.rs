@@ -10,6 +10,7 @@ mod m20261122_000002_create_endpoints;
 mod m20261122_000003_create_events_and_deliveries;
 mod m20261122_000004_endpoint_failure_count;
 mod m20261122_000005_endpoint_alert_url;
+mod m20261122_000006_project_breaker_failures;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_events_and_deliveries::Migration),
             Box::new(m20261122_000004_endpoint_failure_count::Migration),
             Box::new(m20261122_000005_endpoint_alert_url::Migration),
+            Box::new(m20261122_000006_project_breaker_failures::Migration),
         ]
     }
 }

@@ -67,6 +67,16 @@ pub enum ProjectCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a project's settings.
+    Configure {
+        /// The project's id (`proj_…`).
+        #[arg(long)]
+        project: String,
+        /// Consecutive failed attempts that make one of its endpoints
+        /// INACTIVE; 0 goes back to the server's --breaker-failures.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        breaker_failures: Option<u32>,
+    },
     /// Replace a project's API keys with a new one (shown once); the old
     /// keys stop working immediately.
     RotateKey {

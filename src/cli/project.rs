@@ -57,6 +57,36 @@ pub(super) async fn run(command: ProjectCommand, store: &Store) -> Result<(), Cl
                 }
             }
         }
+        ProjectCommand::Configure {
+            project,
+            breaker_failures,
+        } => {
+            let id: ProjectId = project
+                .parse()
+                .map_err(|e| CliError::Usage(format!("--project: {e}")))?;
+            let Some(failures) = breaker_failures else {
+                return Err(CliError::Usage(
+                    "nothing to change: pass --breaker-failures".into(),
+                ));
+            };
+            match store
+                .set_breaker_failures(&id, (failures > 0).then_some(failures), SystemClock.now())
+                .await
+            {
+                Err(StoreError::NotFound) => {
+                    return Err(CliError::Usage(format!("--project: no project {id}")));
+                }
+                other => other?,
+            }
+            writeln!(
+                out,
+                "project {id}: breaker threshold {}",
+                match failures {
+                    0 => "the server's".to_owned(),
+                    n => n.to_string(),
+                }
+            )?;
+        }
         ProjectCommand::RotateKey { project, json } => {
             let id: ProjectId = project
                 .parse()

@@ -438,7 +438,9 @@ async fn run_breaker(
                 .execute_raw(statement(
                     backend,
                     "UPDATE endpoints SET status = 'inactive', status_changed_at = ?, revision = revision + 1 \
-                     WHERE id = ? AND status IN ('active', 'pending') AND (consecutive_failures >= ? OR ?)",
+                     WHERE id = ? AND status IN ('active', 'pending') AND (consecutive_failures >= \
+                     COALESCE((SELECT breaker_failures FROM projects WHERE projects.id = endpoints.project_id), ?) \
+                     OR ?)",
                     vec![
                         now.into(),
                         endpoint.as_str().into(),
@@ -454,7 +456,7 @@ async fn run_breaker(
                     reason: if health.gone {
                         "the receiver answered 410 Gone".to_owned()
                     } else {
-                        format!("{breaker_failures} consecutive failed attempts")
+                        "consecutive failed attempts reached the breaker threshold".to_owned()
                     },
                     last_error: health.last_error.clone(),
                 });

@@ -41,6 +41,7 @@ impl Store {
             name: Set(project.name.as_str().to_owned()),
             created_at: Set(at.unix_micros()),
             updated_at: Set(at.unix_micros()),
+            breaker_failures: Set(None),
         })
         .exec_without_returning(&txn)
         .await?;
@@ -99,6 +100,34 @@ impl Store {
         }
         insert_key(&txn, project_id, key_id, key, now).await?;
         txn.commit().await?;
+        Ok(())
+    }
+
+    /// Sets the project's circuit-breaker threshold (`None`: the server's).
+    pub async fn set_breaker_failures(
+        &self,
+        project_id: &ProjectId,
+        failures: Option<u32>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
+        let updated = project::Entity::update_many()
+            .col_expr(
+                project::Column::BreakerFailures,
+                sea_orm::sea_query::Expr::value(
+                    failures.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                ),
+            )
+            .col_expr(
+                project::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(now.unix_micros()),
+            )
+            .filter(project::Column::Id.eq(project_id.as_str()))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
         Ok(())
     }
 

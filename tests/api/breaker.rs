@@ -272,3 +272,30 @@ backend_test!(
     automatic_status_changes_are_announced_at_the_alert_url,
     automatic_status_changes_are_announced_at_the_alert_url
 );
+
+async fn a_project_can_have_its_own_threshold(backend: Backend) {
+    // The server's threshold is the default 50; this project's is 2.
+    let app = spawn_app_on(TestDb::new(&backend), test_delivery_config()).await;
+    app.store
+        .set_breaker_failures(
+            &app.project_id,
+            Some(2),
+            hookd::domain::time::Timestamp::from_unix_micros(0),
+        )
+        .await
+        .unwrap();
+    let receiver = TestReceiver::start().await;
+    receiver.respond_with(Behavior::Status(500));
+    let endpoint = receiver_endpoint(&app, &receiver, "project-threshold", |_| {}).await;
+    for _ in 0..2 {
+        let delivery = publish(&app, &endpoint.id).await;
+        receiver.next_request(WAIT).await;
+        wait_for_delivery(&app, &delivery.id, pb::DeliveryStatus::Retry, WAIT).await;
+    }
+    wait_for_endpoint(&app, &endpoint.id, pb::EndpointStatus::Inactive).await;
+}
+
+backend_test!(
+    a_project_can_have_its_own_threshold,
+    a_project_can_have_its_own_threshold
+);

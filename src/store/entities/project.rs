@@ -8,6 +8,8 @@ pub(crate) struct Model {
     pub name: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// This project's circuit-breaker threshold; `None`: the server's.
+    pub breaker_failures: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
