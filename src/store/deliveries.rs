@@ -438,7 +438,7 @@ async fn run_breaker(
                 .execute_raw(statement(
                     backend,
                     "UPDATE endpoints SET status = 'inactive', status_changed_at = ?, revision = revision + 1 \
-                     WHERE id = ? AND status IN ('active', 'pending') AND (consecutive_failures >= \
+                     WHERE id = ? AND status IN ('active', 'pending') AND (status = 'pending' OR consecutive_failures >= \
                      COALESCE((SELECT breaker_failures FROM projects WHERE projects.id = endpoints.project_id), ?) \
                      OR ?)",
                     vec![

@@ -153,8 +153,24 @@ async fn gone_deactivates_at_once(backend: Backend) {
     let receiver = TestReceiver::start().await;
     receiver.respond_with(Behavior::Status(410));
     let endpoint = receiver_endpoint(&app, &receiver, "gone-secret", |_| {}).await;
-    publish(&app, &endpoint.id).await;
+    let delivery = publish(&app, &endpoint.id).await;
     receiver.next_request(WAIT).await;
+    wait_for_endpoint(&app, &endpoint.id, pb::EndpointStatus::Inactive).await;
+
+    // A retry makes it PENDING; its failure (even short of the threshold)
+    // returns it to INACTIVE.
+    next_turn(&app).await;
+    wait_for_delivery(&app, &delivery.id, pb::DeliveryStatus::Discarded, WAIT).await;
+    receiver.respond_with(Behavior::Status(500));
+    app.events()
+        .await
+        .retry_delivery(pb::RetryDeliveryRequest {
+            id: delivery.id.clone(),
+        })
+        .await
+        .unwrap();
+    receiver.next_request(WAIT).await;
+    wait_for_delivery(&app, &delivery.id, pb::DeliveryStatus::Retry, WAIT).await;
     wait_for_endpoint(&app, &endpoint.id, pb::EndpointStatus::Inactive).await;
 }
 
