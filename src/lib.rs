@@ -3,8 +3,9 @@
 //! Where things live (dependencies point inward: `grpc` → `domain` ← `store`;
 //! `delivery` → `domain` + `store`):
 //! - [`domain`]: pure rules and validated values (ids, endpoint fields,
-//!   secrets, status transitions, pagination, events and deliveries,
-//!   signatures, the retry policy). No I/O, no clock, no RNG.
+//!   secrets and their rotation, status transitions, pagination, events and
+//!   deliveries, signatures, the retry policy, rate limiting, the network
+//!   policy of the SSRF guard). No I/O, no clock, no RNG.
 //! - [`store`]: persistence through SeaORM on SQLite or PostgreSQL; the only
 //!   module that touches SQL.
 //! - [`migration`]: the schema migrations (top-level `migrations/`).
