@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{endpoint_spec, endpoint_to_pb, endpoint_update, status_from_pb};
+use super::paging::{cursor, page};
 use super::pb::endpoint_service_server::EndpointService;
 use super::pb::{
     ActivateEndpointRequest, CreateEndpointRequest, DeleteEndpointRequest, DeleteEndpointResponse,
@@ -16,7 +17,7 @@ use crate::delivery::Engine;
 use crate::domain::endpoint::{Endpoint, UpdateError};
 use crate::domain::fields::OwnerId;
 use crate::domain::ids::EndpointId;
-use crate::domain::page::{PageSize, PageToken};
+use crate::domain::page::PageSize;
 use crate::domain::secret::{RotationPolicy, Secret};
 use crate::domain::time::Clock;
 use crate::store::{EndpointFilter, Store};
@@ -131,27 +132,14 @@ impl EndpointService for EndpointApi {
             status: status_from_pb(req.status, "status")?,
         };
         let filter_key = format!("owner={:?};status={:?}", filter.owner_id, filter.status);
-        let token = PageToken::decode(&req.page_token, &filter_key)
-            .map_err(ApiError::field("page_token"))?;
-        let after = token
-            .map(|t| t.after.parse::<EndpointId>())
-            .transpose()
-            .map_err(|_| {
-                ApiError::invalid("page_token", "is not a token returned by this list call")
-            })?;
+        let after: Option<EndpointId> = cursor(&req.page_token, &filter_key)?;
         // One extra row tells whether another page follows.
-        let mut page = self
+        let rows = self
             .store
             .list_endpoints(&project, &filter, after.as_ref(), size.get() + 1)
             .await
             .map_err(ApiError::from_store("endpoint"))?;
-        let next_page_token = if page.len() > size.get() as usize {
-            page.truncate(size.get() as usize);
-            let last = page.last().map(|ep| ep.id.to_string()).unwrap_or_default();
-            PageToken::new(last, &filter_key).encode()
-        } else {
-            String::new()
-        };
+        let (page, next_page_token) = page(size, &filter_key, rows, |ep| ep.id.to_string());
         Ok(Response::new(ListEndpointsResponse {
             endpoints: page.iter().map(endpoint_to_pb).collect(),
             next_page_token,

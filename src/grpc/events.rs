@@ -6,6 +6,7 @@ use super::convert::{
     attempt_to_pb, delivery_statuses_from_pb, delivery_to_pb, event_to_pb, new_event,
     timestamp_from_pb,
 };
+use super::paging::{cursor, page};
 use super::pb::event_service_server::EventService;
 use super::pb::{
     BatchCreateEventsRequest, BatchCreateEventsResponse, BatchRetryDeliveriesRequest,
@@ -19,7 +20,7 @@ use crate::delivery::{Engine, PublishError, PublishedEvent};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::fields::EventType;
 use crate::domain::ids::{DeliveryId, EndpointId, EventId};
-use crate::domain::page::{PageSize, PageToken};
+use crate::domain::page::PageSize;
 use crate::domain::time::Clock;
 use crate::store::{DeliveryFilter, EventFilter, Store};
 
@@ -85,33 +86,6 @@ fn published_to_pb(published: &PublishedEvent) -> CreateEventResponse {
         deliveries: published.deliveries.iter().map(delivery_to_pb).collect(),
         duplicate: published.duplicate,
     }
-}
-
-/// Newest-first pages keyed by id: the token names the last id shown.
-fn page<T>(
-    size: PageSize,
-    filter_key: &str,
-    mut rows: Vec<T>,
-    id: impl Fn(&T) -> String,
-) -> (Vec<T>, String) {
-    if rows.len() > size.get() as usize {
-        rows.truncate(size.get() as usize);
-        let last = rows.last().map(&id).unwrap_or_default();
-        (rows, PageToken::new(last, filter_key).encode())
-    } else {
-        (rows, String::new())
-    }
-}
-
-fn cursor<T: std::str::FromStr<Err = crate::domain::Invalid>>(
-    raw: &str,
-    filter_key: &str,
-) -> Result<Option<T>, ApiError> {
-    PageToken::decode(raw, filter_key)
-        .map_err(ApiError::field("page_token"))?
-        .map(|t| t.after.parse::<T>())
-        .transpose()
-        .map_err(|_| ApiError::invalid("page_token", "is not a token returned by this list call"))
 }
 
 #[tonic::async_trait]
@@ -258,14 +232,7 @@ impl EventService for EventApi {
         let id: DeliveryId = parse_id(&req.delivery_id, "delivery_id")?;
         let size = PageSize::new(req.page_size).map_err(ApiError::field("page_size"))?;
         let filter_key = format!("attempts of {id}");
-        let after = PageToken::decode(&req.page_token, &filter_key)
-            .map_err(ApiError::field("page_token"))?
-            .map(|t| t.after.parse::<u32>())
-            .transpose()
-            .map_err(|_| {
-                ApiError::invalid("page_token", "is not a token returned by this list call")
-            })?
-            .unwrap_or(0);
+        let after = cursor::<u32>(&req.page_token, &filter_key)?.unwrap_or(0);
         let rows = self
             .store
             .list_attempts(&project, &id, after, size.get() + 1)

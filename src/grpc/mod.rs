@@ -7,6 +7,7 @@ mod convert;
 mod endpoints;
 mod error;
 mod events;
+mod paging;
 
 pub use auth::Authenticator;
 pub use endpoints::EndpointApi;

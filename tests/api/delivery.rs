@@ -7,7 +7,9 @@ use hookd::grpc::pb;
 use tonic::Code;
 
 use crate::db_test;
-use crate::helpers::{TestApp, attempts_of, receiver_endpoint, to_endpoint, wait_for_delivery};
+use crate::helpers::{
+    TestApp, attempts_of, receiver_endpoint, seconds_between, to_endpoint, wait_for_delivery,
+};
 use crate::receiver::{Behavior, TestReceiver};
 
 /// An endpoint at `receiver`, signed with `convoy-secret-1`.
@@ -67,18 +69,6 @@ db_test!(
         assert_eq!(attempts[0].error, "");
     }
 );
-
-/// Seconds from `from` to `to`.
-fn seconds_between(
-    from: &Option<prost_types::Timestamp>,
-    to: &Option<prost_types::Timestamp>,
-) -> f64 {
-    let secs = |t: &Option<prost_types::Timestamp>| {
-        let t = t.as_ref().expect("timestamp set");
-        t.seconds as f64 + f64::from(t.nanos) / 1e9
-    };
-    secs(to) - secs(from)
-}
 
 db_test!(
     failures_are_retried_on_schedule_until_the_limit,

@@ -529,3 +529,15 @@ pub(crate) fn database_args(db: &TestDb) -> Vec<String> {
         }
     }
 }
+
+/// Seconds from `from` to `to`.
+pub(crate) fn seconds_between(
+    from: &Option<prost_types::Timestamp>,
+    to: &Option<prost_types::Timestamp>,
+) -> f64 {
+    let secs = |t: &Option<prost_types::Timestamp>| {
+        let t = t.as_ref().expect("timestamp set");
+        t.seconds as f64 + f64::from(t.nanos) / 1e9
+    };
+    secs(to) - secs(from)
+}

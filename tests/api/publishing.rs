@@ -16,7 +16,8 @@ use tonic::{Code, Request, Status};
 
 use crate::db_test;
 use crate::helpers::{
-    EventClient, TestApp, assert_invalid_field, receiver_endpoint, to_endpoint, wait_for_delivery,
+    EventClient, TestApp, assert_invalid_field, receiver_endpoint, seconds_between, to_endpoint,
+    wait_for_delivery,
 };
 use crate::receiver::{Behavior, ReceivedRequest, TestReceiver};
 
@@ -166,18 +167,6 @@ fn sorted(ids: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut ids: Vec<String> = ids.into_iter().collect();
     ids.sort();
     ids
-}
-
-/// Seconds from `from` to `to`.
-fn seconds_between(
-    from: &Option<prost_types::Timestamp>,
-    to: &Option<prost_types::Timestamp>,
-) -> f64 {
-    let secs = |t: &Option<prost_types::Timestamp>| {
-        let t = t.as_ref().expect("timestamp set");
-        t.seconds as f64 + f64::from(t.nanos) / 1e9
-    };
-    secs(to) - secs(from)
 }
 
 // ---------------------------------------------------------------------------
