@@ -109,6 +109,15 @@ impl EndpointCache {
         Ok(list)
     }
 
+    /// Reads the endpoint from the store now, whatever is cached.
+    pub(super) async fn refresh(
+        &self,
+        id: &EndpointId,
+    ) -> Result<Option<Arc<EndpointSnapshot>>, StoreError> {
+        self.write().remove(id);
+        self.get(id).await
+    }
+
     pub(super) fn invalidate_all(&self) {
         self.write().clear();
         self.projects

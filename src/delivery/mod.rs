@@ -627,41 +627,59 @@ async fn throttle(shared: &Shared, endpoint: &EndpointId, limit: RateLimit) {
     }
 }
 
+/// The endpoint's settings if it may receive `job` now; otherwise what to
+/// record instead (discarded, or put back when it cannot be read). `fresh`
+/// reads the store rather than the cache.
+async fn receivable(
+    shared: &Shared,
+    job: &Job,
+    fresh: bool,
+) -> Result<Arc<cache::EndpointSnapshot>, DeliveryResult> {
+    let read = if fresh {
+        shared.cache.refresh(&job.endpoint_id).await
+    } else {
+        shared.cache.get(&job.endpoint_id).await
+    };
+    let discard = |description: &str| DeliveryResult::Discarded {
+        delivery_id: job.delivery_id.clone(),
+        description: description.to_owned(),
+    };
+    match read {
+        Ok(Some(snapshot)) if snapshot.endpoint.project_id == job.project_id => {
+            match snapshot.endpoint.status {
+                EndpointStatus::Paused => Err(discard(reason::ENDPOINT_PAUSED)),
+                EndpointStatus::Inactive => Err(discard(reason::ENDPOINT_INACTIVE)),
+                EndpointStatus::Active | EndpointStatus::Pending => Ok(snapshot),
+            }
+        }
+        Ok(_) => Err(discard(reason::ENDPOINT_DELETED)),
+        Err(err) => {
+            tracing::warn!(error = %err, endpoint = %job.endpoint_id, "cannot read endpoint; delivery put back");
+            let at = shared.clock.now().unix_micros() + UNREADABLE_ENDPOINT_PAUSE;
+            Err(DeliveryResult::Released {
+                delivery_id: job.delivery_id.clone(),
+                at: Timestamp::from_unix_micros(at),
+            })
+        }
+    }
+}
+
 /// Pause before a delivery whose endpoint could not be read is tried again.
 const UNREADABLE_ENDPOINT_PAUSE: i64 = 5_000_000;
 
 /// Sends one delivery (or discards it, if its endpoint may no longer
 /// receive) and says what happened.
 async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
-    let snapshot = match shared.cache.get(&job.endpoint_id).await {
-        Ok(Some(snapshot)) if snapshot.endpoint.project_id == job.project_id => snapshot,
-        Ok(_) => {
-            return DeliveryResult::Discarded {
-                delivery_id: job.delivery_id,
-                description: reason::ENDPOINT_DELETED.to_owned(),
-            };
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, endpoint = %job.endpoint_id, "cannot read endpoint; delivery put back");
-            let at = shared.clock.now().unix_micros() + UNREADABLE_ENDPOINT_PAUSE;
-            return DeliveryResult::Released {
-                delivery_id: job.delivery_id,
-                at: Timestamp::from_unix_micros(at),
-            };
-        }
+    // Sending goes by the cached settings; discarding, which cannot be
+    // undone without a manual retry, is decided on a fresh read.
+    let snapshot = match receivable(shared, &job, false).await {
+        Ok(snapshot) => snapshot,
+        Err(_) => match receivable(shared, &job, true).await {
+            Ok(snapshot) => snapshot,
+            Err(result) => return result,
+        },
     };
     let endpoint = &snapshot.endpoint;
-    let refused = match endpoint.status {
-        EndpointStatus::Paused => Some(reason::ENDPOINT_PAUSED),
-        EndpointStatus::Inactive => Some(reason::ENDPOINT_INACTIVE),
-        EndpointStatus::Active | EndpointStatus::Pending => None,
-    };
-    if let Some(description) = refused {
-        return DeliveryResult::Discarded {
-            delivery_id: job.delivery_id,
-            description: description.to_owned(),
-        };
-    }
 
     if let Some(limit) = endpoint.rate_limit {
         throttle(shared, &endpoint.id, limit).await;

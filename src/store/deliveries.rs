@@ -119,27 +119,31 @@ impl Store {
         now: Timestamp,
     ) -> Result<Result<Delivery, DeliveryStatus>, StoreError> {
         let _write = self.write_lock().await;
+        // One transaction: no process may claim the delivery while its
+        // endpoint is still INACTIVE.
+        let txn = self.db.begin().await?;
         let filter = DeliveryFilter::default();
         let updated = reschedule(
             filter_condition(project, &filter).add(delivery::Column::Id.eq(id.as_str())),
             now,
         )
-        .exec(&self.db)
+        .exec(&txn)
         .await?;
-        let delivery = self.get_delivery(project, id).await?;
         if updated.rows_affected == 0 {
-            return Ok(Err(delivery.status));
+            txn.rollback().await?;
+            return Ok(Err(self.get_delivery(project, id).await?.status));
         }
         // Retrying into an INACTIVE endpoint is how it gets another chance.
-        self.db
-            .execute_raw(statement(
-                self.db.get_database_backend(),
-                "UPDATE endpoints SET status = 'pending', status_changed_at = ?, revision = revision + 1 \
-                 WHERE id = ? AND project_id = ? AND status = 'inactive'",
-                vec![now.unix_micros().into(), delivery.endpoint_id.as_str().into(), project.as_str().into()],
-            ))
-            .await?;
-        Ok(Ok(delivery))
+        txn.execute_raw(statement(
+            self.db.get_database_backend(),
+            "UPDATE endpoints SET status = 'pending', status_changed_at = ?, revision = revision + 1 \
+             WHERE id = (SELECT endpoint_id FROM deliveries WHERE id = ?) AND project_id = ? \
+             AND status = 'inactive'",
+            vec![now.unix_micros().into(), id.as_str().into(), project.as_str().into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(Ok(self.get_delivery(project, id).await?))
     }
 
     /// Schedules every FAILURE or DISCARDED delivery matching `filter` again.
@@ -151,26 +155,27 @@ impl Store {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let _write = self.write_lock().await;
+        let txn = self.db.begin().await?;
         let scheduled = reschedule(filter_condition(project, filter), now)
-            .exec(&self.db)
+            .exec(&txn)
             .await?
             .rows_affected;
         // INACTIVE endpoints whose deliveries were just scheduled get their
         // chance (PENDING), as with a single retry.
-        self.db
-            .execute_raw(statement(
-                self.db.get_database_backend(),
-                "UPDATE endpoints SET status = 'pending', status_changed_at = ?, revision = revision + 1 \
-                 WHERE project_id = ? AND status = 'inactive' AND id IN (SELECT endpoint_id FROM deliveries \
-                 WHERE project_id = ? AND status = 'scheduled' AND updated_at = ?)",
-                vec![
-                    now.unix_micros().into(),
-                    project.as_str().into(),
-                    project.as_str().into(),
-                    now.unix_micros().into(),
-                ],
-            ))
-            .await?;
+        txn.execute_raw(statement(
+            self.db.get_database_backend(),
+            "UPDATE endpoints SET status = 'pending', status_changed_at = ?, revision = revision + 1 \
+             WHERE project_id = ? AND status = 'inactive' AND id IN (SELECT endpoint_id FROM deliveries \
+             WHERE project_id = ? AND status = 'scheduled' AND updated_at = ?)",
+            vec![
+                now.unix_micros().into(),
+                project.as_str().into(),
+                project.as_str().into(),
+                now.unix_micros().into(),
+            ],
+        ))
+        .await?;
+        txn.commit().await?;
         Ok(scheduled)
     }
 
