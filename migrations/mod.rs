@@ -11,6 +11,7 @@ mod m20261122_000003_create_events_and_deliveries;
 mod m20261122_000004_endpoint_failure_count;
 mod m20261122_000005_endpoint_alert_url;
 mod m20261122_000006_project_breaker_failures;
+mod m20261122_000007_delivery_changes;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_endpoint_failure_count::Migration),
             Box::new(m20261122_000005_endpoint_alert_url::Migration),
             Box::new(m20261122_000006_project_breaker_failures::Migration),
+            Box::new(m20261122_000007_delivery_changes::Migration),
         ]
     }
 }

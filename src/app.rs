@@ -16,7 +16,7 @@ use crate::domain::secret::RotationPolicy;
 use crate::domain::time::Clock;
 use crate::grpc::pb::endpoint_service_server::EndpointServiceServer;
 use crate::grpc::pb::event_service_server::EventServiceServer;
-use crate::grpc::{Authenticator, EndpointApi, EventApi, pb};
+use crate::grpc::{Authenticator, EndpointApi, EventApi, WatchConfig, Watches, pb};
 use crate::store::{DatabaseTarget, Store, StoreError};
 
 /// Everything `App::build` needs, already validated.
@@ -34,6 +34,8 @@ pub struct AppConfig {
     pub rotation: RotationPolicy,
     /// Ping new (and re-pointed) endpoints unless the request skips it.
     pub ping_endpoints: bool,
+    /// How WatchDeliveries and WatchMetaEvents streams behave.
+    pub watch: WatchConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ pub struct App {
     rotation: RotationPolicy,
     ping_endpoints: bool,
     shutdown_grace: Duration,
+    watches: Watches,
 }
 
 impl App {
@@ -101,12 +104,18 @@ impl App {
             rotation: config.rotation,
             ping_endpoints: config.ping_endpoints,
             shutdown_grace: config.shutdown_grace,
+            watches: Watches::new(config.watch),
         })
     }
 
     /// A handle to the delivery engine (tests drive its poller by hand).
     pub fn engine(&self) -> Engine {
         self.engine.clone()
+    }
+
+    /// The open streams (tests count them).
+    pub fn watches(&self) -> Watches {
+        self.watches.clone()
     }
 
     /// The address actually bound (useful with port 0).
@@ -142,6 +151,7 @@ impl App {
             auth,
             self.engine.clone(),
             self.clock.clone(),
+            self.watches.clone(),
         );
         // Room for a full batch of maximum-size events.
         let max_message = (self.engine.max_payload_bytes() * 16).max(4 * 1024 * 1024);
@@ -179,6 +189,9 @@ impl App {
 
         tracing::info!(grace = ?self.shutdown_grace, "shutting down");
         set_health(&health, ServingStatus::NotServing).await;
+        // Open streams would hold the graceful stop for the whole grace
+        // period; they end now and their clients resume elsewhere.
+        self.watches.stop().await;
         let _ = stop_tx.send(());
         let served = match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
             Ok(result) => result,

@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server (migrates the database first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Bring the database schema up to date, then exit.
     Migrate,
     /// Measure hookd on this machine: throughput, latency, isolation and
@@ -132,8 +132,37 @@ pub struct ServeArgs {
     /// refused unless the request sets skip_ping_validation.
     #[arg(long, env = "HOOKD_NO_PING")]
     pub no_ping: bool,
+    /// A WatchDeliveries/WatchMetaEvents subscriber that reads nothing for
+    /// this long while updates wait is ended (RESOURCE_EXHAUSTED) and
+    /// resumes from its cursor.
+    #[arg(long, env = "HOOKD_WATCH_SLOW_AFTER", default_value = "10s", value_parser = parse_duration)]
+    pub watch_slow_after: Duration,
+    /// How often watch streams look for changes made by other hookd
+    /// processes on a shared database.
+    #[arg(long, env = "HOOKD_WATCH_POLL_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub watch_poll_interval: Duration,
+    /// Open watch streams per project, at most.
+    #[arg(long, env = "HOOKD_WATCH_MAX_PER_PROJECT", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub watch_max_per_project: u32,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+}
+
+impl ServeArgs {
+    pub fn watch(&self) -> Result<crate::grpc::WatchConfig, ConfigError> {
+        if self.watch_slow_after.is_zero() || self.watch_poll_interval.is_zero() {
+            return Err(ConfigError::Delivery(
+                "--watch-slow-after and --watch-poll-interval must be positive".into(),
+            ));
+        }
+        Ok(crate::grpc::WatchConfig {
+            slow_after: self.watch_slow_after,
+            poll_interval: self.watch_poll_interval,
+            max_per_project: self.watch_max_per_project as usize,
+            ..Default::default()
+        })
+    }
 }
 
 /// How events are accepted and delivered.
@@ -171,6 +200,10 @@ pub struct DeliveryArgs {
     /// deliveries are taken over by the others.
     #[arg(long, env = "HOOKD_NODE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub node_ttl: Duration,
+    /// How long delivery status changes are kept for watchers that resume
+    /// from a cursor.
+    #[arg(long, env = "HOOKD_CHANGE_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    pub change_retention: Duration,
     /// Consecutive failed attempts after which an endpoint becomes INACTIVE
     /// (an HTTP 410 Gone does it at once).
     #[arg(long, env = "HOOKD_BREAKER_FAILURES", default_value_t = 50,
@@ -241,6 +274,7 @@ impl DeliveryArgs {
         .map_err(|e| ConfigError::Delivery(format!("--allow-network/--block-network: {e}")))?;
         Ok(crate::delivery::DeliveryConfig {
             breaker_failures: self.breaker_failures,
+            change_retention: self.change_retention,
             network,
             extra_roots,
             retry,

@@ -28,7 +28,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), CliError> {
     match command {
-        Command::Serve(args) => serve(args, database, shutdown).await,
+        Command::Serve(args) => serve(*args, database, shutdown).await,
         Command::Migrate => {
             let store = open(&database).await?;
             eprintln!("migrations applied");
@@ -62,6 +62,7 @@ async fn serve(
         )
         .map_err(|e| CliError::Usage(format!("--secret-grace: {e}")))?,
         ping_endpoints: !args.no_ping,
+        watch: args.watch()?,
     };
     let app = App::build(config).await?;
     app.run(shutdown).await?;

@@ -65,6 +65,8 @@ pub struct DeliveryConfig {
     /// Consecutive failed attempts after which an endpoint becomes INACTIVE
     /// (an HTTP 410 Gone does it at once).
     pub breaker_failures: u32,
+    /// How long delivery status changes are kept for watchers that resume.
+    pub change_retention: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -85,6 +87,7 @@ impl Default for DeliveryConfig {
             extra_roots: Vec::new(),
             network: NetworkPolicy::default(),
             breaker_failures: 50,
+            change_retention: Duration::from_secs(3600),
         }
     }
 }
@@ -377,6 +380,12 @@ impl Engine {
     /// does this every `poll_interval`; tests call it after moving the clock.
     pub async fn tick(&self) -> Result<usize, StoreError> {
         poller::tick(&self.shared).await
+    }
+
+    /// Prunes delivery changes older than the retention period; returns how
+    /// many. The poller does this every minute.
+    pub async fn prune_changes(&self) -> Result<u64, StoreError> {
+        poller::prune(&self.shared).await
     }
 
     pub fn stats(&self) -> EngineStats {

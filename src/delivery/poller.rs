@@ -81,6 +81,7 @@ pub(super) async fn heartbeat(shared: &Shared) -> Result<(), StoreError> {
 pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let heartbeat_every = shared.config.node_ttl / 3;
     let mut last_heartbeat = tokio::time::Instant::now();
+    let mut last_prune = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = tokio::time::sleep(shared.config.poll_interval) => {}
@@ -100,5 +101,26 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         if let Err(err) = tick(&shared).await {
             tracing::warn!(error = %err, "claiming due deliveries failed");
         }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = tokio::time::Instant::now();
+            if let Err(err) = prune(&shared).await {
+                tracing::warn!(error = %err, "pruning the change log failed");
+            }
+        }
     }
+}
+
+/// How often old delivery changes are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes the delivery changes older than the retention period.
+pub(super) async fn prune(shared: &Shared) -> Result<u64, StoreError> {
+    let retention = i64::try_from(shared.config.change_retention.as_micros()).unwrap_or(i64::MAX);
+    let before =
+        Timestamp::from_unix_micros(shared.clock.now().unix_micros().saturating_sub(retention));
+    let pruned = shared.store.prune_delivery_changes(before).await?;
+    if pruned > 0 {
+        tracing::debug!(pruned, "pruned old delivery changes");
+    }
+    Ok(pruned)
 }

@@ -15,6 +15,7 @@ pub mod retry;
 pub mod secret;
 pub mod signature;
 pub mod time;
+pub mod watch;
 
 /// Why a value from the outside world was refused. The caller knows which
 /// field it came from and attaches that name.

@@ -25,6 +25,12 @@ pub enum ApiError {
     /// Lost a race with concurrent writers; calling again will likely work.
     #[error("{0}")]
     Aborted(&'static str),
+    /// A limit was reached; wait or use less.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The request points before what is still kept (an expired cursor).
+    #[error("{0}")]
+    OutOfRange(String),
     /// The database cannot be reached right now; retry with backoff.
     #[error("storage unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -90,6 +96,8 @@ impl From<ApiError> for Status {
             ApiError::FailedPrecondition(why) => Status::failed_precondition(why),
             ApiError::Unauthenticated(why) => Status::unauthenticated(why),
             ApiError::Aborted(why) => Status::aborted(why),
+            ApiError::ResourceExhausted(why) => Status::resource_exhausted(why),
+            ApiError::OutOfRange(why) => Status::out_of_range(why),
             ApiError::Unavailable(cause) => {
                 tracing::warn!(error = %error_chain(cause.as_ref()), "storage unavailable");
                 Status::unavailable("storage unavailable; retry later")

@@ -3,8 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    attempt_to_pb, delivery_statuses_from_pb, delivery_to_pb, event_to_pb, new_event,
-    timestamp_from_pb,
+    attempt_to_pb, change_to_pb, delivery_statuses_from_pb, delivery_to_pb, event_to_pb, new_event,
+    timestamp_from_pb, watch_filter,
 };
 use super::paging::{cursor, page};
 use super::pb::event_service_server::EventService;
@@ -15,6 +15,8 @@ use super::pb::{
     ListDeliveriesResponse, ListDeliveryAttemptsRequest, ListDeliveryAttemptsResponse,
     ListEventsRequest, ListEventsResponse, RetryDeliveryRequest,
 };
+use super::pb::{DeliveryUpdate, WatchDeliveriesRequest};
+use super::watch::{ReadPage, Tail, WatchStream, Watches, deadline};
 use super::{ApiError, Authenticator};
 use crate::delivery::{Engine, PublishError, PublishedEvent};
 use crate::domain::delivery::DeliveryStatus;
@@ -22,7 +24,8 @@ use crate::domain::fields::EventType;
 use crate::domain::ids::{DeliveryId, EndpointId, EventId};
 use crate::domain::page::PageSize;
 use crate::domain::time::Clock;
-use crate::store::{DeliveryFilter, EventFilter, Store};
+use crate::domain::watch::Cursor;
+use crate::store::{DeliveryFilter, EventFilter, Store, StoreError};
 
 /// Events per BatchCreateEvents call, at most.
 const MAX_BATCH: usize = 1_000;
@@ -32,6 +35,7 @@ pub struct EventApi {
     auth: Authenticator,
     engine: Engine,
     clock: std::sync::Arc<dyn Clock>,
+    watches: Watches,
 }
 
 impl EventApi {
@@ -40,14 +44,40 @@ impl EventApi {
         auth: Authenticator,
         engine: Engine,
         clock: std::sync::Arc<dyn Clock>,
+        watches: Watches,
     ) -> Self {
         Self {
             store,
             auth,
             engine,
             clock,
+            watches,
         }
     }
+}
+
+/// Where a watch starts: after the client's cursor, refused when changes
+/// after it may already be pruned; without one, at the log's head.
+pub(super) async fn start_after(
+    raw: &str,
+    head: impl Future<Output = Result<Cursor, StoreError>>,
+    pruned_through: impl Future<Output = Result<Cursor, StoreError>>,
+) -> Result<Cursor, ApiError> {
+    if raw.is_empty() {
+        return head.await.map_err(ApiError::from_store("change log"));
+    }
+    let cursor = Cursor::parse(raw).map_err(ApiError::field("cursor"))?;
+    let pruned = pruned_through
+        .await
+        .map_err(ApiError::from_store("change log"))?;
+    if cursor < pruned {
+        return Err(ApiError::OutOfRange(
+            "the cursor is older than the retained history; list what you need, then watch \
+             without a cursor"
+                .into(),
+        ));
+    }
+    Ok(cursor)
 }
 
 fn parse_id<T: std::str::FromStr<Err = crate::domain::Invalid>>(
@@ -90,6 +120,43 @@ fn published_to_pb(published: &PublishedEvent) -> CreateEventResponse {
 
 #[tonic::async_trait]
 impl EventService for EventApi {
+    type WatchDeliveriesStream = WatchStream<DeliveryUpdate>;
+
+    async fn watch_deliveries(
+        &self,
+        request: Request<WatchDeliveriesRequest>,
+    ) -> Result<Response<Self::WatchDeliveriesStream>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let deadline = deadline(request.metadata());
+        let req = request.into_inner();
+        let filter = watch_filter(&req)?;
+        let after = start_after(
+            &req.cursor,
+            self.store.delivery_changes_head(&project),
+            self.store.delivery_changes_pruned_through(),
+        )
+        .await?;
+        let (store, of) = (self.store.clone(), project.clone());
+        let read: ReadPage<DeliveryUpdate> = Box::new(move |cursor, limit| {
+            let (store, of, filter) = (store.clone(), of.clone(), filter.clone());
+            Box::pin(async move {
+                let changes = store.delivery_changes(&of, cursor, &filter, limit).await?;
+                Ok(changes
+                    .iter()
+                    .map(|c| (c.cursor, change_to_pb(c)))
+                    .collect())
+            })
+        });
+        let stream = self.watches.open(Tail {
+            project,
+            after,
+            read,
+            writes: self.store.writes(),
+            deadline,
+        })?;
+        Ok(Response::new(stream))
+    }
+
     async fn create_event(
         &self,
         request: Request<CreateEventRequest>,

@@ -8,11 +8,13 @@ mod endpoints;
 mod error;
 mod events;
 mod paging;
+mod watch;
 
 pub use auth::Authenticator;
 pub use endpoints::EndpointApi;
 pub use error::ApiError;
 pub use events::EventApi;
+pub use watch::{WatchConfig, Watches};
 
 /// Code generated from `proto/hookd/v1/*.proto`.
 pub mod pb {

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::entities::{delivery, delivery_attempt, node};
-use super::{Store, StoreError};
+use super::{Store, StoreError, statement};
 use crate::domain::delivery::{
     Attempt, AttemptError, Delivery, DeliveryStatus, ErrorClass, Verdict,
 };
@@ -472,26 +472,6 @@ async fn run_breaker(
 }
 
 /// A raw statement with `?` placeholders, numbered for PostgreSQL.
-fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    let sql = match backend {
-        DbBackend::Postgres => {
-            let mut numbered = String::with_capacity(sql.len() + 8);
-            let mut n = 0;
-            for c in sql.chars() {
-                if c == '?' {
-                    n += 1;
-                    numbered.push_str(&format!("${n}"));
-                } else {
-                    numbered.push(c);
-                }
-            }
-            numbered
-        }
-        _ => sql.to_owned(),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
 /// Rows per settling UPDATE: 6 parameters each, far below both databases'
 /// parameter limits.
 const SETTLE_CHUNK: usize = 500;
@@ -714,7 +694,7 @@ fn delivery_from_row(row: delivery::Model) -> Result<Delivery, StoreError> {
     })
 }
 
-fn attempt_from_row(row: delivery_attempt::Model) -> Result<Attempt, StoreError> {
+pub(super) fn attempt_from_row(row: delivery_attempt::Model) -> Result<Attempt, StoreError> {
     let corrupt = |field: &str, detail: String| StoreError::Corrupt {
         table: "delivery_attempts",
         detail: format!("{} {field}: {detail}", row.id),

@@ -9,8 +9,9 @@ mod events;
 mod projects;
 #[cfg(test)]
 mod tests;
+mod watch;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend, Statement};
 
 pub use connect::{DatabaseTarget, Durability};
 pub use deliveries::{DeliveryFilter, DeliveryResult, StatusChange};
@@ -48,6 +49,28 @@ impl From<sea_orm::DbErr> for StoreError {
     }
 }
 
+/// A raw statement written with `?` placeholders, numbered `$n` for
+/// PostgreSQL.
+pub(super) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => {
+            let mut numbered = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    numbered.push_str(&format!("${n}"));
+                } else {
+                    numbered.push(c);
+                }
+            }
+            numbered
+        }
+        _ => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
 /// JSON text of maps and lists of strings, for TEXT columns.
 fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).expect("maps and lists of strings always serialize")
@@ -82,6 +105,22 @@ pub struct Store {
     /// sleeping (up to 100 ms a try): writers queue here instead, so commits
     /// follow each other without gaps. `None` on PostgreSQL.
     writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Bumped after every write through this handle: watchers in this
+    /// process look at the change logs at once instead of at their next
+    /// poll.
+    written: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// Held for the length of a write; tells watchers when it ends.
+struct WriteGuard<'a> {
+    _lock: Option<tokio::sync::MutexGuard<'a, ()>>,
+    written: &'a tokio::sync::watch::Sender<u64>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl Store {
@@ -91,6 +130,7 @@ impl Store {
         Ok(Self {
             db: connect::open(target).await?,
             writes: embedded.then(Default::default),
+            written: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -101,11 +141,19 @@ impl Store {
     }
 
     /// Held for the length of every write on SQLite (see `writes`).
-    async fn write_lock(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match &self.writes {
-            Some(writes) => Some(writes.lock().await),
-            None => None,
+    async fn write_lock(&self) -> WriteGuard<'_> {
+        WriteGuard {
+            _lock: match &self.writes {
+                Some(writes) => Some(writes.lock().await),
+                None => None,
+            },
+            written: &self.written,
         }
+    }
+
+    /// Changes whenever a write through this handle (any clone of it) ends.
+    pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.subscribe()
     }
 
     /// A cheap round trip, for readiness.

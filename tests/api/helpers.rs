@@ -12,6 +12,7 @@ use hookd::domain::project::ProjectName;
 use hookd::grpc::pb;
 use hookd::grpc::pb::endpoint_service_client::EndpointServiceClient;
 use hookd::grpc::pb::event_service_client::EventServiceClient;
+use hookd::grpc::{WatchConfig, Watches};
 use hookd::store::{DatabaseTarget, Durability, Store};
 use hookd::system::ShiftedClock;
 use tokio::sync::oneshot;
@@ -216,6 +217,8 @@ pub(crate) struct TestApp {
     pub(crate) api_key: String,
     pub(crate) store: Store,
     pub(crate) engine: Engine,
+    /// The server's open streams.
+    pub(crate) watches: Watches,
     /// Move time forward with `clock.advance(..)`, then `engine.tick()`.
     pub(crate) clock: Arc<ShiftedClock>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -256,6 +259,16 @@ pub(crate) async fn spawn_app_with(
     delivery: DeliveryConfig,
     ping_endpoints: bool,
 ) -> TestApp {
+    spawn_app_watching(db, delivery, ping_endpoints, WatchConfig::default()).await
+}
+
+/// The same, choosing how watch streams behave.
+pub(crate) async fn spawn_app_watching(
+    db: TestDb,
+    delivery: DeliveryConfig,
+    ping_endpoints: bool,
+    watch: WatchConfig,
+) -> TestApp {
     let clock = Arc::new(ShiftedClock::default());
     let app = App::build(AppConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -267,11 +280,13 @@ pub(crate) async fn spawn_app_with(
         // Most tests point endpoints at addresses that cannot answer; the
         // ping has tests of its own.
         ping_endpoints,
+        watch,
     })
     .await
     .expect("app builds");
     let addr = app.local_addr();
     let engine = app.engine();
+    let watches = app.watches();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async {
         let _ = rx.await;
@@ -287,6 +302,7 @@ pub(crate) async fn spawn_app_with(
         api_key: key.expose().to_owned(),
         store,
         engine,
+        watches,
         clock,
         shutdown: Some(tx),
         server: Some(server),

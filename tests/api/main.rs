@@ -18,3 +18,4 @@ mod ssrf;
 mod tenancy;
 mod tls;
 mod validation;
+mod watch;

@@ -1,10 +1,12 @@
 //! Events, deliveries and attempts between protobuf and the domain.
 
 use super::timestamp;
+use crate::domain::Invalid;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventTarget, IdempotencyKey, NewEvent, Payload};
 use crate::domain::fields::{CustomHeaders, EventType, OwnerId};
 use crate::domain::ids::EndpointId;
+use crate::domain::watch::{DeliveryChange, WatchFilter};
 use crate::grpc::ApiError;
 use crate::grpc::pb;
 use crate::grpc::pb::create_event_request::Target;
@@ -156,4 +158,55 @@ pub(in crate::grpc) fn attempt_to_pb(attempt: &Attempt) -> pb::DeliveryAttempt {
         response_body: attempt.response_body.clone(),
         duration_ms: attempt.duration_ms,
     }
+}
+
+pub(in crate::grpc) fn change_to_pb(change: &DeliveryChange) -> pb::DeliveryUpdate {
+    pb::DeliveryUpdate {
+        cursor: change.cursor.to_string(),
+        delivery_id: change.delivery_id.to_string(),
+        event_id: change.event_id.to_string(),
+        endpoint_id: change.endpoint_id.to_string(),
+        event_type: change.event_type.as_str().to_owned(),
+        status: delivery_status_to_pb(change.status) as i32,
+        attempts: change.attempts,
+        next_attempt_at: change.next_attempt_at.map(timestamp),
+        description: change.description.clone(),
+        changed_at: Some(timestamp(change.changed_at)),
+        attempt: change.attempt.as_ref().map(attempt_to_pb),
+    }
+}
+
+/// A watch request's filter.
+pub(in crate::grpc) fn watch_filter(
+    raw: &pb::WatchDeliveriesRequest,
+) -> Result<WatchFilter, ApiError> {
+    let endpoint_ids = raw
+        .endpoint_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            id.parse()
+                .map_err(|e: Invalid| ApiError::invalid(format!("endpoint_ids[{i}]"), e))
+        })
+        .collect::<Result<_, _>>()?;
+    let event_types = raw
+        .event_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            EventType::parse(t).map_err(|e| ApiError::invalid(format!("event_types[{i}]"), e))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(WatchFilter {
+        endpoint_ids,
+        event_id: match raw.event_id.as_str() {
+            "" => None,
+            id => Some(
+                id.parse()
+                    .map_err(|e: Invalid| ApiError::invalid("event_id", e))?,
+            ),
+        },
+        event_types,
+        statuses: delivery_statuses_from_pb(&raw.statuses, "statuses")?,
+    })
 }

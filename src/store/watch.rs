@@ -1,0 +1,245 @@
+//! The change logs that watchers tail: reading them in commit order from a
+//! cursor, their heads, and pruning them after the retention period.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use super::deliveries::attempt_from_row;
+use super::entities::{delivery_attempt, delivery_change, log_position};
+use super::{Store, StoreError, statement};
+use crate::domain::delivery::DeliveryStatus;
+use crate::domain::fields::EventType;
+use crate::domain::ids::ProjectId;
+use crate::domain::time::Timestamp;
+use crate::domain::watch::{Cursor, DeliveryChange, WatchFilter};
+
+/// `log_positions` row: everything at or before it may have been pruned.
+const DELIVERY_CHANGES_PRUNED: &str = "delivery_changes.pruned";
+
+/// Rows deleted per pruning statement, so a large backlog of old rows never
+/// holds the write lock for long.
+const PRUNE_CHUNK: u64 = 5_000;
+
+/// Only rows every reader can see and that no later commit can precede:
+/// on PostgreSQL, those of transactions older than every running one.
+pub(super) fn settled(backend: DbBackend) -> Condition {
+    match backend {
+        DbBackend::Postgres => Condition::all().add(Expr::cust(
+            "txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        )),
+        _ => Condition::all(),
+    }
+}
+
+/// Rows after `cursor` in `(txid, seq)` order.
+pub(super) fn after(txid: impl ColumnTrait, seq: impl ColumnTrait, cursor: Cursor) -> Condition {
+    Condition::any().add(txid.gt(cursor.txid)).add(
+        Condition::all()
+            .add(txid.eq(cursor.txid))
+            .add(seq.gt(cursor.seq)),
+    )
+}
+
+impl Store {
+    /// The project's delivery changes after `cursor`, oldest first, up to
+    /// `limit`, each with the attempt that caused it.
+    pub async fn delivery_changes(
+        &self,
+        project: &ProjectId,
+        cursor: Cursor,
+        filter: &WatchFilter,
+        limit: u32,
+    ) -> Result<Vec<DeliveryChange>, StoreError> {
+        use delivery_change::Column;
+        let mut condition = Condition::all()
+            .add(Column::ProjectId.eq(project.as_str()))
+            .add(after(Column::Txid, Column::Seq, cursor))
+            .add(settled(self.db.get_database_backend()));
+        if !filter.endpoint_ids.is_empty() {
+            condition = condition
+                .add(Column::EndpointId.is_in(filter.endpoint_ids.iter().map(|e| e.as_str())));
+        }
+        if let Some(event) = &filter.event_id {
+            condition = condition.add(Column::EventId.eq(event.as_str()));
+        }
+        if !filter.event_types.is_empty() {
+            condition = condition
+                .add(Column::EventType.is_in(filter.event_types.iter().map(EventType::as_str)));
+        }
+        if !filter.statuses.is_empty() {
+            condition =
+                condition.add(Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+        }
+        let rows = delivery_change::Entity::find()
+            .filter(condition)
+            .order_by_asc(Column::Txid)
+            .order_by_asc(Column::Seq)
+            .limit(u64::from(limit))
+            .all(&self.db)
+            .await?;
+
+        let mut changes = rows
+            .into_iter()
+            .map(change_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let wanted: Vec<&str> = changes
+            .iter()
+            .filter(|c| DeliveryChange::caused_by_attempt(c.status, c.attempts))
+            .map(|c| c.delivery_id.as_str())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(changes);
+        }
+        let mut attempts = HashMap::new();
+        for row in delivery_attempt::Entity::find()
+            .filter(delivery_attempt::Column::DeliveryId.is_in(wanted))
+            .all(&self.db)
+            .await?
+        {
+            let attempt = attempt_from_row(row)?;
+            attempts.insert((attempt.delivery_id.clone(), attempt.number), attempt);
+        }
+        for change in &mut changes {
+            if DeliveryChange::caused_by_attempt(change.status, change.attempts) {
+                change.attempt = attempts.remove(&(change.delivery_id.clone(), change.attempts));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The cursor of the project's newest delivery change: watching from it
+    /// yields only what happens from now on.
+    pub async fn delivery_changes_head(&self, project: &ProjectId) -> Result<Cursor, StoreError> {
+        use delivery_change::Column;
+        let row = delivery_change::Entity::find()
+            .select_only()
+            .column(Column::Txid)
+            .column(Column::Seq)
+            .filter(Column::ProjectId.eq(project.as_str()))
+            .filter(settled(self.db.get_database_backend()))
+            .order_by_desc(Column::Txid)
+            .order_by_desc(Column::Seq)
+            .into_tuple::<(i64, i64)>()
+            .one(&self.db)
+            .await?;
+        Ok(row.map_or(Cursor::START, |(txid, seq)| Cursor { txid, seq }))
+    }
+
+    /// Everything at or before this cursor may have been pruned: a watcher
+    /// resuming from an earlier one would miss changes.
+    pub async fn delivery_changes_pruned_through(&self) -> Result<Cursor, StoreError> {
+        self.position(DELIVERY_CHANGES_PRUNED).await
+    }
+
+    /// Deletes delivery changes made before `before`, a chunk at a time;
+    /// returns how many.
+    pub async fn prune_delivery_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut pruned = 0;
+        loop {
+            let _write = self.write_lock().await;
+            let txn = self.db.begin().await?;
+            let backend = self.db.get_database_backend();
+            let deleted = txn
+                .query_all_raw(statement(
+                    backend,
+                    "DELETE FROM delivery_changes WHERE seq IN (SELECT seq FROM delivery_changes \
+                     WHERE changed_at < ? ORDER BY seq LIMIT ?) RETURNING txid, seq",
+                    vec![before.unix_micros().into(), (PRUNE_CHUNK as i64).into()],
+                ))
+                .await?;
+            let mut horizon = Cursor::START;
+            for row in &deleted {
+                horizon = horizon.max(Cursor {
+                    txid: row.try_get("", "txid")?,
+                    seq: row.try_get("", "seq")?,
+                });
+            }
+            if !deleted.is_empty() {
+                advance_position(&txn, DELIVERY_CHANGES_PRUNED, horizon).await?;
+            }
+            txn.commit().await?;
+            pruned += deleted.len() as u64;
+            if (deleted.len() as u64) < PRUNE_CHUNK {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    pub(super) async fn position(&self, name: &str) -> Result<Cursor, StoreError> {
+        Ok(log_position::Entity::find_by_id(name)
+            .one(&self.db)
+            .await?
+            .map_or(Cursor::START, |row| Cursor {
+                txid: row.txid,
+                seq: row.seq,
+            }))
+    }
+}
+
+/// Moves a named position forward to `to` (never back).
+pub(super) async fn advance_position(
+    db: &impl ConnectionTrait,
+    name: &str,
+    to: Cursor,
+) -> Result<(), StoreError> {
+    let current = log_position::Entity::find_by_id(name).one(db).await?;
+    if current.is_some_and(|row| {
+        Cursor {
+            txid: row.txid,
+            seq: row.seq,
+        } >= to
+    }) {
+        return Ok(());
+    }
+    log_position::Entity::insert(log_position::ActiveModel {
+        name: Set(name.to_owned()),
+        txid: Set(to.txid),
+        seq: Set(to.seq),
+    })
+    .on_conflict(
+        OnConflict::column(log_position::Column::Name)
+            .update_columns([log_position::Column::Txid, log_position::Column::Seq])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+fn change_from_row(row: delivery_change::Model) -> Result<DeliveryChange, StoreError> {
+    let corrupt = |field: &str, detail: String| StoreError::Corrupt {
+        table: "delivery_changes",
+        detail: format!("{} {field}: {detail}", row.seq),
+    };
+    Ok(DeliveryChange {
+        cursor: Cursor {
+            txid: row.txid,
+            seq: row.seq,
+        },
+        delivery_id: row
+            .delivery_id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("delivery_id", e.0))?,
+        event_id: row
+            .event_id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("event_id", e.0))?,
+        endpoint_id: row
+            .endpoint_id
+            .parse()
+            .map_err(|e: crate::domain::Invalid| corrupt("endpoint_id", e.0))?,
+        event_type: EventType::parse(&row.event_type).map_err(|e| corrupt("event_type", e.0))?,
+        status: DeliveryStatus::from_stored(&row.status)
+            .ok_or_else(|| corrupt("status", row.status.clone()))?,
+        attempts: u32::try_from(row.attempts).unwrap_or(0),
+        next_attempt_at: row.next_attempt_at.map(Timestamp::from_unix_micros),
+        description: row.description,
+        changed_at: Timestamp::from_unix_micros(row.changed_at),
+        attempt: None,
+    })
+}
