@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/hookd/v1/endpoint.proto",
         "proto/hookd/v1/event.proto",
+        "proto/hookd/v1/project.proto",
     ];
     let descriptors = protox::compile(protos, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

@@ -12,6 +12,7 @@ mod m20261122_000004_endpoint_failure_count;
 mod m20261122_000005_endpoint_alert_url;
 mod m20261122_000006_project_breaker_failures;
 mod m20261122_000007_delivery_changes;
+mod m20261122_000008_meta_events;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_endpoint_alert_url::Migration),
             Box::new(m20261122_000006_project_breaker_failures::Migration),
             Box::new(m20261122_000007_delivery_changes::Migration),
+            Box::new(m20261122_000008_meta_events::Migration),
         ]
     }
 }

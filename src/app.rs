@@ -16,7 +16,9 @@ use crate::domain::secret::RotationPolicy;
 use crate::domain::time::Clock;
 use crate::grpc::pb::endpoint_service_server::EndpointServiceServer;
 use crate::grpc::pb::event_service_server::EventServiceServer;
-use crate::grpc::{Authenticator, EndpointApi, EventApi, WatchConfig, Watches, pb};
+use crate::grpc::pb::meta_event_service_server::MetaEventServiceServer;
+use crate::grpc::pb::project_service_server::ProjectServiceServer;
+use crate::grpc::{Authenticator, EndpointApi, EventApi, ProjectApi, WatchConfig, Watches, pb};
 use crate::store::{DatabaseTarget, Store, StoreError};
 
 /// Everything `App::build` needs, already validated.
@@ -146,6 +148,15 @@ impl App {
             self.rotation,
             self.ping_endpoints,
         );
+        let projects = || {
+            ProjectApi::new(
+                self.store.clone(),
+                auth.clone(),
+                self.clock.clone(),
+                self.watches.clone(),
+            )
+        };
+        let (project_api, meta_api) = (projects(), projects());
         let events = EventApi::new(
             self.store.clone(),
             auth,
@@ -166,6 +177,8 @@ impl App {
             .add_service(reflection().build_v1alpha()?)
             .add_service(EndpointServiceServer::new(endpoints))
             .add_service(EventServiceServer::new(events).max_decoding_message_size(max_message))
+            .add_service(ProjectServiceServer::new(project_api))
+            .add_service(MetaEventServiceServer::new(meta_api))
             // The builder's tcp_nodelay only applies to listeners tonic binds
             // itself; without it on ours, small responses wait on Nagle.
             .serve_with_incoming_shutdown(
@@ -216,6 +229,8 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     for service in [
         <EndpointServiceServer<EndpointApi> as NamedService>::NAME,
         <EventServiceServer<EventApi> as NamedService>::NAME,
+        <ProjectServiceServer<ProjectApi> as NamedService>::NAME,
+        <MetaEventServiceServer<ProjectApi> as NamedService>::NAME,
     ] {
         health.set_service_status(service, status).await;
     }

@@ -11,6 +11,7 @@ mod cache;
 mod committer;
 mod dispatcher;
 mod http;
+mod meta;
 mod poller;
 mod request;
 mod results;
@@ -217,6 +218,7 @@ impl Engine {
         tasks.spawn(committer::run(shared.clone(), commit_rx, cancel.clone()));
         tasks.spawn(results::run(shared.clone(), results_rx));
         tasks.spawn(poller::run(shared.clone(), cancel.clone()));
+        tasks.spawn(meta::run(shared.clone(), cancel.clone()));
         let engine = Self {
             shared,
             commits,
@@ -380,6 +382,13 @@ impl Engine {
     /// does this every `poll_interval`; tests call it after moving the clock.
     pub async fn tick(&self) -> Result<usize, StoreError> {
         poller::tick(&self.shared).await
+    }
+
+    /// Forwards delivery outcomes into meta events and sends the meta
+    /// events that are due; returns how many were sent. The poller does this
+    /// every `poll_interval`; tests call it after moving the clock.
+    pub async fn tick_meta_events(&self) -> Result<usize, StoreError> {
+        meta::tick(&self.shared).await
     }
 
     /// Prunes delivery changes older than the retention period; returns how

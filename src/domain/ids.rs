@@ -85,6 +85,11 @@ prefixed_id!(
     "att_"
 );
 prefixed_id!(
+    /// A meta event: news about a project's endpoints and deliveries.
+    MetaEventId,
+    "mev_"
+);
+prefixed_id!(
     /// A running hookd process; deliveries it holds carry its id.
     NodeId,
     "node_"

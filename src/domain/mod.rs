@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod event;
 pub mod fields;
 pub mod ids;
+pub mod meta;
 pub mod network;
 pub mod page;
 pub mod project;

@@ -221,7 +221,7 @@ impl EndpointService for EndpointApi {
         let project = self.auth.project(request.metadata()).await?;
         let id = endpoint_id(&request.get_ref().id, "id")?;
         self.store
-            .delete_endpoint(&project, &id)
+            .delete_endpoint(&project, &id, self.clock.now())
             .await
             .map_err(ApiError::from_store("endpoint"))?;
         self.engine.endpoint_changed(&id);

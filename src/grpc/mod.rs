@@ -8,12 +8,14 @@ mod endpoints;
 mod error;
 mod events;
 mod paging;
+mod projects;
 mod watch;
 
 pub use auth::Authenticator;
 pub use endpoints::EndpointApi;
 pub use error::ApiError;
 pub use events::EventApi;
+pub use projects::ProjectApi;
 pub use watch::{WatchConfig, Watches};
 
 /// Code generated from `proto/hookd/v1/*.proto`.

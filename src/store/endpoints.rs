@@ -8,6 +8,7 @@ use sea_orm::{
 };
 
 use super::entities::{endpoint, endpoint_secret};
+use super::meta::record_meta_event;
 use super::{Store, StoreError};
 use crate::domain::endpoint::{Endpoint, EndpointStatus};
 use crate::domain::fields::{
@@ -15,6 +16,7 @@ use crate::domain::fields::{
     RateLimit, TimeoutSeconds,
 };
 use crate::domain::ids::{EndpointId, ProjectId};
+use crate::domain::meta::{MetaEventType, endpoint_payload};
 use crate::domain::secret::{Secret, SecretVersion};
 use crate::domain::signature::{
     HashAlgorithm, SignatureConfig, SignatureEncoding, SignatureScheme,
@@ -43,6 +45,14 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_secret(&txn, &endpoint.id, secret, endpoint.created_at).await?;
+        record_meta_event(
+            &txn,
+            &endpoint.project_id,
+            MetaEventType::EndpointCreated,
+            || endpoint_payload(MetaEventType::EndpointCreated, endpoint),
+            endpoint.created_at,
+        )
+        .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -127,6 +137,14 @@ impl Store {
                     .await?;
                 insert_secret(&txn, id, secret, endpoint.updated_at).await?;
             }
+            record_meta_event(
+                &txn,
+                project,
+                MetaEventType::EndpointUpdated,
+                || endpoint_payload(MetaEventType::EndpointUpdated, &endpoint),
+                endpoint.updated_at,
+            )
+            .await?;
             txn.commit().await?;
             return Ok(Ok(endpoint));
         }
@@ -138,16 +156,34 @@ impl Store {
         &self,
         project: &ProjectId,
         id: &EndpointId,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let _write = self.write_lock().await;
+        let txn = self.db.begin().await?;
+        let row = endpoint::Entity::find_by_id(id.as_str())
+            .filter(endpoint::Column::ProjectId.eq(project.as_str()))
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut last = from_row(row)?;
         let deleted = endpoint::Entity::delete_many()
             .filter(endpoint::Column::Id.eq(id.as_str()))
             .filter(endpoint::Column::ProjectId.eq(project.as_str()))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if deleted.rows_affected == 0 {
             return Err(StoreError::NotFound);
         }
+        last.updated_at = now;
+        record_meta_event(
+            &txn,
+            project,
+            MetaEventType::EndpointDeleted,
+            || endpoint_payload(MetaEventType::EndpointDeleted, &last),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
         Ok(())
     }
 

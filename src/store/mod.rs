@@ -6,6 +6,7 @@ mod deliveries;
 mod endpoints;
 mod entities;
 mod events;
+mod meta;
 mod projects;
 #[cfg(test)]
 mod tests;

@@ -42,12 +42,24 @@ impl Store {
             created_at: Set(at.unix_micros()),
             updated_at: Set(at.unix_micros()),
             breaker_failures: Set(None),
+            meta_enabled: Set(false),
+            meta_url: Set(None),
+            meta_secret: Set(None),
+            meta_types: Set("[]".to_owned()),
         })
         .exec_without_returning(&txn)
         .await?;
         insert_key(&txn, &project.id, key_id, &key, at).await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    pub async fn get_project(&self, id: &ProjectId) -> Result<Project, StoreError> {
+        let row = project::Entity::find_by_id(id.as_str())
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        project_from_row(row)
     }
 
     pub async fn list_projects(&self) -> Result<Vec<ProjectSummary>, StoreError> {

@@ -211,7 +211,7 @@ pub(super) async fn advance_position(
     Ok(())
 }
 
-fn change_from_row(row: delivery_change::Model) -> Result<DeliveryChange, StoreError> {
+pub(super) fn change_from_row(row: delivery_change::Model) -> Result<DeliveryChange, StoreError> {
     let corrupt = |field: &str, detail: String| StoreError::Corrupt {
         table: "delivery_changes",
         detail: format!("{} {field}: {detail}", row.seq),

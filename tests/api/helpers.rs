@@ -206,10 +206,24 @@ impl Drop for TestDb {
     }
 }
 
+/// Sends `Bearer <api_key>` with every call.
+fn authorize_with(api_key: &str) -> Authorize {
+    let key = format!("Bearer {api_key}");
+    Box::new(move |mut req: Request<()>| {
+        req.metadata_mut()
+            .insert("authorization", key.parse().expect("ascii metadata"));
+        Ok(req)
+    })
+}
+
 /// Adds the `authorization` metadata to every call.
 type Authorize = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
 pub(crate) type EndpointClient = EndpointServiceClient<InterceptedService<Channel, Authorize>>;
 pub(crate) type EventClient = EventServiceClient<InterceptedService<Channel, Authorize>>;
+pub(crate) type ProjectClient =
+    pb::project_service_client::ProjectServiceClient<InterceptedService<Channel, Authorize>>;
+pub(crate) type MetaEventClient =
+    pb::meta_event_service_client::MetaEventServiceClient<InterceptedService<Channel, Authorize>>;
 
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
@@ -361,6 +375,32 @@ impl TestApp {
             Ok(req)
         });
         EventServiceClient::with_interceptor(self.channel().await, interceptor)
+    }
+
+    /// Adds this app's API key to every call.
+    fn authorize(&self) -> Authorize {
+        authorize_with(&self.api_key)
+    }
+
+    /// A ProjectService client acting for this app's project.
+    pub(crate) async fn projects(&self) -> ProjectClient {
+        pb::project_service_client::ProjectServiceClient::with_interceptor(
+            self.channel().await,
+            self.authorize(),
+        )
+    }
+
+    /// A MetaEventService client acting for this app's project.
+    pub(crate) async fn meta_events(&self) -> MetaEventClient {
+        self.meta_events_with(&self.api_key).await
+    }
+
+    /// A MetaEventService client acting for the project of `api_key`.
+    pub(crate) async fn meta_events_with(&self, api_key: &str) -> MetaEventClient {
+        pb::meta_event_service_client::MetaEventServiceClient::with_interceptor(
+            self.channel().await,
+            authorize_with(api_key),
+        )
     }
 
     /// An EndpointService client acting for this app's project.

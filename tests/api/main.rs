@@ -10,6 +10,7 @@ mod breaker;
 mod cli;
 mod delivery;
 mod endpoints;
+mod meta;
 mod pagination;
 mod ping;
 mod publishing;

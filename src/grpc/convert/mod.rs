@@ -3,9 +3,11 @@
 
 mod endpoint;
 mod event;
+mod meta;
 
 pub(super) use endpoint::*;
 pub(super) use event::*;
+pub(super) use meta::*;
 
 use prost_types::Timestamp as PbTimestamp;
 

@@ -10,5 +10,7 @@ pub(crate) mod endpoint_secret;
 pub(crate) mod event;
 pub(crate) mod idempotency_key;
 pub(crate) mod log_position;
+pub(crate) mod meta_event;
+pub(crate) mod meta_event_attempt;
 pub(crate) mod node;
 pub(crate) mod project;

@@ -10,6 +10,11 @@ pub(crate) struct Model {
     pub updated_at: i64,
     /// This project's circuit-breaker threshold; `None`: the server's.
     pub breaker_failures: Option<i32>,
+    pub meta_enabled: bool,
+    pub meta_url: Option<String>,
+    pub meta_secret: Option<String>,
+    /// JSON list of meta event types; empty: all.
+    pub meta_types: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,235 @@
+//! `hookd.v1.ProjectService` and `hookd.v1.MetaEventService`.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{
+    meta_attempt_to_pb, meta_event_to_pb, meta_settings_from_pb, meta_settings_to_pb,
+};
+use super::events::start_after;
+use super::paging::{cursor, page};
+use super::pb::meta_event_service_server::MetaEventService;
+use super::pb::project_service_server::ProjectService;
+use super::pb::{
+    GetMetaEventRequest, GetMetaEventResponse, GetProjectRequest, ListMetaEventsRequest,
+    ListMetaEventsResponse, MetaEvent as PbMetaEvent, Project as PbProject, RetryMetaEventRequest,
+    UpdateProjectRequest, UpdateProjectResponse, WatchMetaEventsRequest,
+};
+use super::watch::{ReadPage, Tail, WatchStream, Watches, deadline};
+use super::{ApiError, Authenticator};
+use crate::domain::ids::{MetaEventId, ProjectId};
+use crate::domain::meta::{MetaEventType, MetaSettings};
+use crate::domain::page::PageSize;
+use crate::domain::secret::Secret;
+use crate::domain::time::Clock;
+use crate::store::Store;
+
+pub struct ProjectApi {
+    store: Store,
+    auth: Authenticator,
+    clock: std::sync::Arc<dyn Clock>,
+    watches: Watches,
+}
+
+impl ProjectApi {
+    pub fn new(
+        store: Store,
+        auth: Authenticator,
+        clock: std::sync::Arc<dyn Clock>,
+        watches: Watches,
+    ) -> Self {
+        Self {
+            store,
+            auth,
+            clock,
+            watches,
+        }
+    }
+
+    async fn project_pb(&self, id: &ProjectId) -> Result<PbProject, ApiError> {
+        let project = self
+            .store
+            .get_project(id)
+            .await
+            .map_err(ApiError::from_store("project"))?;
+        let settings = self
+            .store
+            .meta_settings(id)
+            .await
+            .map_err(ApiError::from_store("project"))?;
+        Ok(PbProject {
+            id: project.id.to_string(),
+            name: project.name.as_str().to_owned(),
+            meta_events: Some(meta_settings_to_pb(&settings)),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl ProjectService for ProjectApi {
+    async fn get_project(
+        &self,
+        request: Request<GetProjectRequest>,
+    ) -> Result<Response<PbProject>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        Ok(Response::new(self.project_pb(&project).await?))
+    }
+
+    async fn update_project(
+        &self,
+        request: Request<UpdateProjectRequest>,
+    ) -> Result<Response<UpdateProjectResponse>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let req = request.into_inner();
+        let raw = req
+            .meta_events
+            .ok_or_else(|| ApiError::invalid("meta_events", "is required"))?;
+        let current = self
+            .store
+            .meta_settings(&project)
+            .await
+            .map_err(ApiError::from_store("project"))?;
+        let mut settings: MetaSettings = meta_settings_from_pb(&raw, "meta_events.")?;
+        let given = settings.secret.clone();
+        settings.secret = match (given, req.regenerate_secret) {
+            (Some(_), true) => {
+                return Err(ApiError::invalid(
+                    "meta_events.secret",
+                    "give a secret or ask for a new one, not both",
+                )
+                .into());
+            }
+            (Some(secret), false) => Some(secret),
+            (None, true) => Some(Secret::generate(crate::system::random_bytes())),
+            (None, false) => match current.secret.clone() {
+                Some(kept) => Some(kept),
+                None if settings.enabled => Some(Secret::generate(crate::system::random_bytes())),
+                None => None,
+            },
+        };
+        let shown = if settings.secret != current.secret {
+            settings.secret.as_ref().map(|s| s.expose().to_owned())
+        } else {
+            None
+        };
+        self.store
+            .set_meta_settings(&project, &settings, self.clock.now())
+            .await
+            .map_err(ApiError::from_store("project"))?;
+        tracing::info!(project = %project, enabled = settings.enabled, "meta event settings changed");
+        Ok(Response::new(UpdateProjectResponse {
+            project: Some(self.project_pb(&project).await?),
+            meta_events_secret: shown.unwrap_or_default(),
+        }))
+    }
+}
+
+fn meta_event_id(raw: &str) -> Result<MetaEventId, ApiError> {
+    raw.parse().map_err(ApiError::field("id"))
+}
+
+#[tonic::async_trait]
+impl MetaEventService for ProjectApi {
+    type WatchMetaEventsStream = WatchStream<PbMetaEvent>;
+
+    async fn list_meta_events(
+        &self,
+        request: Request<ListMetaEventsRequest>,
+    ) -> Result<Response<ListMetaEventsResponse>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let req = request.into_inner();
+        let size = PageSize::new(req.page_size).map_err(ApiError::field("page_size"))?;
+        let filter_key = "meta events";
+        let before: Option<MetaEventId> = cursor(&req.page_token, filter_key)?;
+        let rows = self
+            .store
+            .list_meta_events(&project, before.as_ref(), size.get() + 1)
+            .await
+            .map_err(ApiError::from_store("meta event"))?;
+        let (rows, next_page_token) = page(size, filter_key, rows, |m| m.id.to_string());
+        Ok(Response::new(ListMetaEventsResponse {
+            meta_events: rows.iter().map(meta_event_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_meta_event(
+        &self,
+        request: Request<GetMetaEventRequest>,
+    ) -> Result<Response<GetMetaEventResponse>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let id = meta_event_id(&request.get_ref().id)?;
+        let (event, attempts) = self
+            .store
+            .get_meta_event(&project, &id)
+            .await
+            .map_err(ApiError::from_store("meta event"))?;
+        Ok(Response::new(GetMetaEventResponse {
+            meta_event: Some(meta_event_to_pb(&event)),
+            attempts: attempts.iter().map(meta_attempt_to_pb).collect(),
+        }))
+    }
+
+    async fn retry_meta_event(
+        &self,
+        request: Request<RetryMetaEventRequest>,
+    ) -> Result<Response<PbMetaEvent>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let id = meta_event_id(&request.get_ref().id)?;
+        match self
+            .store
+            .retry_meta_event(&project, &id, self.clock.now())
+            .await
+            .map_err(ApiError::from_store("meta event"))?
+        {
+            Ok(event) => Ok(Response::new(meta_event_to_pb(&event))),
+            Err(()) => Err(ApiError::FailedPrecondition(
+                "the project has no meta event URL to send to".into(),
+            )
+            .into()),
+        }
+    }
+
+    async fn watch_meta_events(
+        &self,
+        request: Request<WatchMetaEventsRequest>,
+    ) -> Result<Response<Self::WatchMetaEventsStream>, Status> {
+        let project = self.auth.project(request.metadata()).await?;
+        let deadline = deadline(request.metadata());
+        let req = request.into_inner();
+        let types = req
+            .event_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                MetaEventType::parse(t)
+                    .map_err(|e| ApiError::invalid(format!("event_types[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Meta events are never pruned: every cursor stays good.
+        let after = start_after(
+            &req.cursor,
+            self.store.meta_events_head(&project),
+            std::future::ready(Ok(crate::domain::watch::Cursor::START)),
+        )
+        .await?;
+        let (store, of) = (self.store.clone(), project.clone());
+        let read: ReadPage<PbMetaEvent> = Box::new(move |cursor, limit| {
+            let (store, of, types) = (store.clone(), of.clone(), types.clone());
+            Box::pin(async move {
+                let events = store.meta_events_after(&of, cursor, &types, limit).await?;
+                Ok(events
+                    .iter()
+                    .map(|e| (e.cursor, meta_event_to_pb(e)))
+                    .collect())
+            })
+        });
+        let stream = self.watches.open(Tail {
+            project,
+            after,
+            read,
+            writes: self.store.writes(),
+            deadline,
+        })?;
+        Ok(Response::new(stream))
+    }
+}
