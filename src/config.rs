@@ -110,6 +110,10 @@ pub struct BenchArgs {
     /// then holds zeros for the others.
     #[arg(long, value_parser = ["ceiling", "publish", "e2e", "fanout", "latency", "isolation", "backlog"])]
     pub only: Vec<String>,
+    /// Follow the end-to-end and fan-out deliveries with one WatchDeliveries
+    /// subscriber, as a live dashboard would; its cost shows in the figures.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]

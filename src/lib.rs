@@ -5,15 +5,18 @@
 //! - [`domain`]: pure rules and validated values (ids, endpoint fields,
 //!   secrets and their rotation, status transitions, pagination, events and
 //!   deliveries, signatures, the retry policy, rate limiting, the network
-//!   policy of the SSRF guard). No I/O, no clock, no RNG.
-//! - [`store`]: persistence through SeaORM on SQLite or PostgreSQL; the only
-//!   module that touches SQL.
+//!   policy of the SSRF guard, watch cursors, meta events and their
+//!   payloads). No I/O, no clock, no RNG.
+//! - [`store`]: persistence through SeaORM on SQLite or PostgreSQL, including
+//!   the change logs that watch streams tail; the only module that touches
+//!   SQL.
 //! - [`migration`]: the schema migrations (top-level `migrations/`).
 //! - [`delivery`]: the delivery engine: group commit of publishes, fair
 //!   in-memory dispatch, signed HTTP sends, batched result writes, the
-//!   poller for retries and recovery.
+//!   poller for retries and recovery, meta events on their way out.
 //! - [`grpc`]: generated protobuf types, their conversion to the domain,
-//!   API-key authentication, the error-to-status mapping, the services.
+//!   API-key authentication, the error-to-status mapping, the services and
+//!   their server streams.
 //! - [`app`]: assembles store and services into a server that binds
 //!   (`App::build`) and serves until told to stop (`App::run`).
 //! - [`bench`]: `hookd bench`, the benchmark that ships with hookd.

@@ -9,6 +9,7 @@ mod receiver;
 mod report;
 mod scenarios;
 mod server;
+mod watcher;
 
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ pub struct BenchPlan {
     pub duration: Duration,
     /// Scenario names to run; empty means all.
     pub only: Vec<String>,
+    /// Follow the deliveries of the throughput and latency scenarios with
+    /// one WatchDeliveries subscriber.
+    pub watch: bool,
 }
 
 impl BenchPlan {
@@ -120,7 +124,8 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
             sizes.e2e
         ));
         let (rate, peak, counted) =
-            scenarios::end_to_end(&database, instances, sizes.e2e, 1, &progress).await?;
+            scenarios::end_to_end(&database, instances, sizes.e2e, 1, plan.watch, &progress)
+                .await?;
         accounting.add(counted);
         progress.result(&format!("{rate:.0} deliveries/s, peak RSS {peak:.1} MiB"));
         e2e.push(rate);
@@ -142,7 +147,8 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
             sizes.e2e
         ));
         let (rate, _, counted) =
-            scenarios::end_to_end(&database, instances, sizes.e2e, 10, &progress).await?;
+            scenarios::end_to_end(&database, instances, sizes.e2e, 10, plan.watch, &progress)
+                .await?;
         accounting.add(counted);
         progress.result(&format!("{rate:.0} deliveries/s"));
         fanout.push(rate);
@@ -201,6 +207,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
         "instances": instances,
         "durability": "full",
         "quick": plan.quick,
+        "watch": plan.watch,
         "repeats": sizes.repeats,
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "versions": { "hookd": env!("CARGO_PKG_VERSION") },

@@ -67,6 +67,14 @@ impl Progress {
         }
     }
 
+    /// A remark within a step.
+    pub(super) fn note(&self, text: &str) {
+        if self.terminal {
+            eprint!("\r\x1b[K");
+        }
+        eprintln!("      {text}");
+    }
+
     pub(super) fn result(&self, text: &str) {
         if self.terminal {
             eprint!("\r\x1b[K");

@@ -14,6 +14,7 @@ use super::client::Api;
 use super::progress::Progress;
 use super::receiver::{Receiver, now_micros};
 use super::server::{BenchDatabase, Servers};
+use super::watcher::Watcher;
 use crate::domain::secret::Secret;
 use crate::grpc::pb;
 use crate::grpc::pb::create_event_request::Target;
@@ -249,10 +250,16 @@ pub(super) async fn end_to_end(
     instances: usize,
     deliveries: u64,
     endpoints: u64,
+    watch: bool,
     progress: &Progress,
 ) -> Result<(f64, f64, Accounting), String> {
     let servers = Servers::start(database, instances, &[])?;
     let api = Api::connect(&servers.addrs, &servers.api_key).await?;
+    let watcher = if watch {
+        Some(Watcher::start(&api).await?)
+    } else {
+        None
+    };
     let receiver = Receiver::start(secret(), false)
         .await
         .map_err(|e| e.to_string())?;
@@ -291,7 +298,17 @@ pub(super) async fn end_to_end(
         / 1e6;
     let (_, peak) = servers.memory_mb();
     let rate = receiver.tally.received.load(Relaxed) as f64 / elapsed.max(1e-6);
-    Ok((rate, peak, account(&receiver, events * endpoints)))
+    let mut counted = account(&receiver, events * endpoints);
+    if let Some(watcher) = watcher {
+        let expected = events * endpoints;
+        let (seen, resumes) = watcher.finish(expected, Duration::from_secs(60)).await;
+        progress.note(&format!(
+            "the watcher saw {seen} of {expected} successes ({resumes} resumes)"
+        ));
+        // A success the stream never showed counts as lost.
+        counted.lost += expected.saturating_sub(seen);
+    }
+    Ok((rate, peak, counted))
 }
 
 /// Latency at a fixed publish rate: (ack p50, ack p99, e2e p50, e2e p99,

@@ -88,6 +88,7 @@ async fn bench(args: crate::config::BenchArgs, database: &DatabaseArgs) -> Resul
         rate: args.rate,
         duration: args.duration,
         only: args.only,
+        watch: args.watch,
     };
     crate::bench::run(plan).await.map_err(CliError::Usage)
 }

@@ -25,6 +25,8 @@ use crate::system;
 const SEND_BATCH: u32 = 100;
 /// How long a claimed meta event is this process's to send.
 const LEASE: Duration = Duration::from_secs(120);
+/// The shortest time between two passes woken by writes.
+const WAKE_GAP: Duration = Duration::from_millis(100);
 /// Meta-event URLs get the default endpoint timeout.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,32 +37,46 @@ pub(super) async fn tick(shared: &Arc<Shared>) -> Result<usize, StoreError> {
         .store
         .forward_delivery_meta_events(shared.clock.now())
         .await?;
-    let due = shared
-        .store
-        .claim_due_meta_events(shared.clock.now(), LEASE, SEND_BATCH)
-        .await?;
-    let count = due.len();
-    let mut sends = tokio::task::JoinSet::new();
-    for event in due {
-        let shared = shared.clone();
-        sends.spawn(async move { send(&shared, event).await });
-    }
-    while let Some(sent) = sends.join_next().await {
-        match sent {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(error = %err, "recording a meta event attempt failed"),
-            Err(err) => tracing::error!(error = %err, "meta event send panicked"),
+    let mut total = 0;
+    loop {
+        let due = shared
+            .store
+            .claim_due_meta_events(shared.clock.now(), LEASE, SEND_BATCH)
+            .await?;
+        let count = due.len();
+        let mut sends = tokio::task::JoinSet::new();
+        for event in due {
+            let shared = shared.clone();
+            sends.spawn(async move { send(&shared, event).await });
+        }
+        while let Some(sent) = sends.join_next().await {
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "recording a meta event attempt failed")
+                }
+                Err(err) => tracing::error!(error = %err, "meta event send panicked"),
+            }
+        }
+        total += count;
+        if count < SEND_BATCH as usize {
+            return Ok(total);
         }
     }
-    Ok(count)
 }
 
 /// Runs `tick` every `poll_interval` until cancelled; sends in flight may
 /// take up to their timeout.
 pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut writes = shared.store.writes();
     loop {
+        let last = tokio::time::Instant::now();
         tokio::select! {
             () = tokio::time::sleep(shared.config.poll_interval) => {}
+            // Something was written here: likely an outcome to forward or a
+            // meta event to send. At most one pass per `WAKE_GAP`, however
+            // often the store is written.
+            Ok(()) = writes.changed() => tokio::time::sleep_until(last + WAKE_GAP).await,
             () = cancel.cancelled() => return,
         }
         if let Err(err) = tick(&shared).await {

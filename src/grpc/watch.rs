@@ -40,6 +40,10 @@ pub struct WatchConfig {
     pub poll_interval: Duration,
     /// Open streams per project, at most; more is RESOURCE_EXHAUSTED.
     pub max_per_project: usize,
+    /// Reads of the store follow each other at least this far apart while
+    /// the log is quiet, however often this process writes: what a stream
+    /// adds to latency, to save many small reads under load.
+    pub coalesce: Duration,
 }
 
 impl Default for WatchConfig {
@@ -50,6 +54,7 @@ impl Default for WatchConfig {
             slow_after: Duration::from_secs(10),
             poll_interval: Duration::from_millis(250),
             max_per_project: 32,
+            coalesce: Duration::from_millis(20),
         }
     }
 }
@@ -198,6 +203,7 @@ async fn run<T: Send + 'static>(
     let mut deadline = std::pin::pin!(deadline);
     let mut cursor = tail.after;
     loop {
+        let last_read = tokio::time::Instant::now();
         let page = tokio::select! {
             page = (tail.read)(cursor, config.page) => page,
             () = tx.closed() => return None,
@@ -241,6 +247,9 @@ async fn run<T: Send + 'static>(
                     // The store is gone: only polling is left.
                     tokio::time::sleep(config.poll_interval).await;
                 }
+                // Under load writes commit hundreds of times a second; one
+                // read per `coalesce` picks up many of them at once.
+                tokio::time::sleep_until(last_read + config.coalesce).await;
             }
             () = tokio::time::sleep(config.poll_interval) => {}
             () = tx.closed() => return None,

@@ -94,17 +94,43 @@ impl Store {
             let Ok(project) = raw.parse::<ProjectId>() else {
                 continue;
             };
-            total += self.forward_project(&project, now).await?;
+            loop {
+                let (recorded, scanned) = self.forward_project(&project, now).await?;
+                total += recorded;
+                if scanned < FORWARD_BATCH as usize {
+                    break;
+                }
+            }
         }
         Ok(total)
     }
 
+    /// One batch of one project: (meta events recorded, changes scanned).
     async fn forward_project(
         &self,
         project: &ProjectId,
         now: Timestamp,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, usize), StoreError> {
         let backend = self.db.get_database_backend();
+        // Most passes find nothing new: look before taking the write lock.
+        let from = self.position(&forwarded(project)).await?;
+        let anything = delivery_change::Entity::find()
+            .select_only()
+            .column(delivery_change::Column::Seq)
+            .filter(delivery_change::Column::ProjectId.eq(project.as_str()))
+            .filter(after(
+                backend,
+                delivery_change::Column::Txid,
+                delivery_change::Column::Seq,
+                from,
+            ))
+            .filter(settled(backend))
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await?;
+        if anything.is_none() {
+            return Ok((0, 0));
+        }
         let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
         if backend == DbBackend::Postgres {
@@ -119,7 +145,7 @@ impl Store {
                 .transpose()?
                 .unwrap_or(false);
             if !locked {
-                return Ok(0);
+                return Ok((0, 0));
             }
         }
         let settings = read_settings(&txn, project).await?;
@@ -127,7 +153,7 @@ impl Store {
         use delivery_change::Column;
         let rows = delivery_change::Entity::find()
             .filter(Column::ProjectId.eq(project.as_str()))
-            .filter(after(Column::Txid, Column::Seq, from))
+            .filter(after(backend, Column::Txid, Column::Seq, from))
             .filter(settled(backend))
             .order_by_asc(Column::Txid)
             .order_by_asc(Column::Seq)
@@ -135,7 +161,7 @@ impl Store {
             .all(&txn)
             .await?;
         let Some(last) = rows.last() else {
-            return Ok(0);
+            return Ok((0, 0));
         };
         let through = Cursor {
             txid: last.txid,
@@ -208,7 +234,7 @@ impl Store {
         }
         advance_position(&txn, &forwarded(project), through).await?;
         txn.commit().await?;
-        Ok(recorded)
+        Ok((recorded, rows.len()))
     }
 
     /// Takes up to `limit` meta events due for sending, each for `lease`
@@ -219,7 +245,6 @@ impl Store {
         lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<MetaEvent>, StoreError> {
-        let _write = self.write_lock().await;
         let due = || {
             Condition::all()
                 .add(meta_event::Column::Status.is_in([
@@ -228,6 +253,18 @@ impl Store {
                 ]))
                 .add(meta_event::Column::NextAttemptAt.lte(now.unix_micros()))
         };
+        // Most passes find nothing due: look before taking the write lock.
+        let any = meta_event::Entity::find()
+            .select_only()
+            .column(meta_event::Column::Id)
+            .filter(due())
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let _write = self.write_lock().await;
         let mut candidates = meta_event::Entity::find()
             .select_only()
             .column(meta_event::Column::Id)
@@ -399,7 +436,12 @@ impl Store {
         use meta_event::Column;
         let mut condition = Condition::all()
             .add(Column::ProjectId.eq(project.as_str()))
-            .add(after(Column::Txid, Column::Seq, cursor))
+            .add(after(
+                self.db.get_database_backend(),
+                Column::Txid,
+                Column::Seq,
+                cursor,
+            ))
             .add(settled(self.db.get_database_backend()));
         if !types.is_empty() {
             condition = condition.add(Column::EventType.is_in(types.iter().map(|t| t.as_str())));

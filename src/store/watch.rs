@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
@@ -36,13 +36,28 @@ pub(super) fn settled(backend: DbBackend) -> Condition {
     }
 }
 
-/// Rows after `cursor` in `(txid, seq)` order.
-pub(super) fn after(txid: impl ColumnTrait, seq: impl ColumnTrait, cursor: Cursor) -> Condition {
-    Condition::any().add(txid.gt(cursor.txid)).add(
-        Condition::all()
+/// Rows after `cursor` in `(txid, seq)` order, as a range scan of the
+/// `(project_id, txid, seq)` index. PostgreSQL scans a row-value comparison
+/// as a range. SQLite does not (it would read the project's whole log), but
+/// there `txid` is always 0, so the range is `txid = 0 AND seq > s`.
+pub(super) fn after(
+    backend: DbBackend,
+    txid: impl ColumnTrait,
+    seq: impl ColumnTrait,
+    cursor: Cursor,
+) -> Condition {
+    match backend {
+        DbBackend::Postgres => Condition::all().add(
+            Expr::tuple([
+                Expr::col(txid.as_column_ref()),
+                Expr::col(seq.as_column_ref()),
+            ])
+            .gt(Expr::tuple([Expr::val(cursor.txid), Expr::val(cursor.seq)])),
+        ),
+        _ => Condition::all()
             .add(txid.eq(cursor.txid))
             .add(seq.gt(cursor.seq)),
-    )
+    }
 }
 
 impl Store {
@@ -58,7 +73,12 @@ impl Store {
         use delivery_change::Column;
         let mut condition = Condition::all()
             .add(Column::ProjectId.eq(project.as_str()))
-            .add(after(Column::Txid, Column::Seq, cursor))
+            .add(after(
+                self.db.get_database_backend(),
+                Column::Txid,
+                Column::Seq,
+                cursor,
+            ))
             .add(settled(self.db.get_database_backend()));
         if !filter.endpoint_ids.is_empty() {
             condition = condition
@@ -95,9 +115,30 @@ impl Store {
         if wanted.is_empty() {
             return Ok(changes);
         }
+        // A live feed carries the attempt's outcome, not its headers and
+        // body (ListDeliveryAttempts has those): less to read and to send.
+        use delivery_attempt::Column as A;
         let mut attempts = HashMap::new();
         for row in delivery_attempt::Entity::find()
-            .filter(delivery_attempt::Column::DeliveryId.is_in(wanted))
+            .select_only()
+            .columns([
+                A::Id,
+                A::DeliveryId,
+                A::ProjectId,
+                A::Number,
+                A::Url,
+                A::RequestedAt,
+                A::RespondedAt,
+                A::HttpStatus,
+                A::Error,
+                A::IpAddress,
+                A::DurationMs,
+            ])
+            .column_as(Expr::val("[]"), "request_headers")
+            .column_as(Expr::val("[]"), "response_headers")
+            .column_as(Expr::val(""), "response_body")
+            .filter(A::DeliveryId.is_in(wanted))
+            .into_model::<delivery_attempt::Model>()
             .all(&self.db)
             .await?
         {
