@@ -13,6 +13,7 @@ mod m20261122_000005_endpoint_alert_url;
 mod m20261122_000006_project_breaker_failures;
 mod m20261122_000007_delivery_changes;
 mod m20261122_000008_meta_events;
+mod m20261122_000009_project_defaults;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_project_breaker_failures::Migration),
             Box::new(m20261122_000007_delivery_changes::Migration),
             Box::new(m20261122_000008_meta_events::Migration),
+            Box::new(m20261122_000009_project_defaults::Migration),
         ]
     }
 }

@@ -239,12 +239,9 @@ pub struct DeliveryArgs {
 impl DeliveryArgs {
     pub fn config(&self) -> Result<crate::delivery::DeliveryConfig, ConfigError> {
         let defaults = crate::delivery::DeliveryConfig::default();
-        let retry = crate::domain::retry::RetryPolicy::new(
+        let retry = crate::domain::retry::RetryPolicy::with_backoff(
             self.retry_max_attempts,
             self.retry_initial_delay,
-            3.0,
-            self.retry_max_delay,
-            0.2,
             self.retry_max_delay,
         )
         .map_err(|e| ConfigError::Delivery(format!("retry policy: {e}")))?;

@@ -20,6 +20,8 @@ use crate::store::{EndpointFilter, Store, StoreError};
 pub(super) struct EndpointSnapshot {
     pub(super) endpoint: Endpoint,
     secrets: Vec<SecretVersion>,
+    /// The project's retry policy, when it has its own.
+    pub(super) retry: Option<crate::domain::retry::RetryPolicy>,
 }
 
 impl EndpointSnapshot {
@@ -69,11 +71,13 @@ impl EndpointCache {
         {
             return Ok(snapshot.clone());
         }
-        let snapshot = self
-            .store
-            .endpoint_snapshot(id)
-            .await?
-            .map(|(endpoint, secrets)| Arc::new(EndpointSnapshot { endpoint, secrets }));
+        let snapshot = self.store.endpoint_snapshot(id).await?.map(|stored| {
+            Arc::new(EndpointSnapshot {
+                endpoint: stored.endpoint,
+                secrets: stored.secrets,
+                retry: stored.retry,
+            })
+        });
         let mut entries = self.write();
         if entries.len() > PRUNE_ABOVE {
             entries.retain(|_, (loaded, _)| loaded.elapsed() < self.ttl);

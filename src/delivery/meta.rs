@@ -169,11 +169,17 @@ async fn send(shared: &Shared, event: MetaEvent) -> Result<(), StoreError> {
         }
     };
     let now = shared.clock.now();
+    let policy = shared
+        .store
+        .project_defaults(&event.project_id)
+        .await?
+        .retry
+        .unwrap_or(shared.config.retry);
     let (status, next, description) = match judge(
         attempt.http_status,
         retry_after,
         number,
-        &shared.config.retry,
+        &policy,
         system::random_fraction(),
         now,
     ) {

@@ -760,7 +760,7 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
         attempt.http_status,
         retry_after,
         number,
-        &shared.config.retry,
+        snapshot.retry.as_ref().unwrap_or(&shared.config.retry),
         system::random_fraction(),
         shared.clock.now(),
     );

@@ -33,3 +33,12 @@ impl ProjectName {
         &self.0
     }
 }
+
+/// What a project sets for itself instead of the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProjectDefaults {
+    /// Retries of its deliveries and meta events.
+    pub retry: Option<super::retry::RetryPolicy>,
+    /// How its new endpoints sign when the request does not say.
+    pub signature: Option<super::signature::SignatureConfig>,
+}

@@ -67,6 +67,24 @@ impl RetryPolicy {
         })
     }
 
+    /// hookd's usual shape: each wait 3 times the one before, 20 % jitter,
+    /// and `max_delay` also capping a receiver's `Retry-After`.
+    pub fn with_backoff(
+        max_attempts: u32,
+        initial: Duration,
+        max_delay: Duration,
+    ) -> Result<Self, Invalid> {
+        Self::new(max_attempts, initial, 3.0, max_delay, 0.2, max_delay)
+    }
+
+    pub fn initial(&self) -> Duration {
+        self.initial
+    }
+
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
     }

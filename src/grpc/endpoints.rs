@@ -79,7 +79,18 @@ impl EndpointService for EndpointApi {
         let raw = req
             .endpoint
             .ok_or_else(|| ApiError::invalid("endpoint", "is required"))?;
-        let (spec, given_secret) = endpoint_spec(&raw)?;
+        let (mut spec, given_secret) = endpoint_spec(&raw)?;
+        if raw.signature_scheme == 0 && raw.signature_hash == 0 && raw.signature_encoding == 0 {
+            // Nothing asked for: the project's default, if it has one.
+            let defaults = self
+                .store
+                .project_defaults(&project)
+                .await
+                .map_err(ApiError::from_store("project"))?;
+            if let Some(signature) = defaults.signature {
+                spec.signature = signature;
+            }
+        }
         let (secret, generated) = match given_secret {
             Some(given) => (given, false),
             None => (Secret::generate(system::random_bytes()), true),

@@ -1,12 +1,16 @@
 //! `hookd.v1.ProjectService` and `hookd.v1.MetaEventService`.
 
+use std::time::Duration;
+
 use tonic::{Request, Response, Status};
 
 use super::convert::{
     meta_attempt_to_pb, meta_event_to_pb, meta_settings_from_pb, meta_settings_to_pb,
+    signature_from_pb, signature_to_pb,
 };
 use super::events::start_after;
 use super::paging::{cursor, page};
+use super::pb;
 use super::pb::meta_event_service_server::MetaEventService;
 use super::pb::project_service_server::ProjectService;
 use super::pb::{
@@ -19,6 +23,7 @@ use super::{ApiError, Authenticator};
 use crate::domain::ids::{MetaEventId, ProjectId};
 use crate::domain::meta::{MetaEventType, MetaSettings};
 use crate::domain::page::PageSize;
+use crate::domain::retry::RetryPolicy;
 use crate::domain::secret::Secret;
 use crate::domain::time::Clock;
 use crate::store::Store;
@@ -56,10 +61,24 @@ impl ProjectApi {
             .meta_settings(id)
             .await
             .map_err(ApiError::from_store("project"))?;
+        let defaults = self
+            .store
+            .project_defaults(id)
+            .await
+            .map_err(ApiError::from_store("project"))?;
         Ok(PbProject {
             id: project.id.to_string(),
             name: project.name.as_str().to_owned(),
             meta_events: Some(meta_settings_to_pb(&settings)),
+            retry: defaults.retry.as_ref().map(retry_to_pb),
+            signature_defaults: defaults.signature.map(|s| {
+                let [scheme, hash, encoding] = signature_to_pb(s);
+                pb::SignatureDefaults {
+                    scheme,
+                    hash,
+                    encoding,
+                }
+            }),
         })
     }
 }
@@ -80,23 +99,103 @@ impl ProjectService for ProjectApi {
     ) -> Result<Response<UpdateProjectResponse>, Status> {
         let project = self.auth.project(request.metadata()).await?;
         let req = request.into_inner();
-        let raw = req
-            .meta_events
-            .ok_or_else(|| ApiError::invalid("meta_events", "is required"))?;
-        let current = self
+        if req.meta_events.is_none()
+            && !req.regenerate_secret
+            && req.retry.is_none()
+            && req.signature_defaults.is_none()
+            && !req.clear_retry
+            && !req.clear_signature_defaults
+        {
+            return Err(ApiError::invalid("meta_events", "the request changes nothing").into());
+        }
+        // Everything is validated before anything is stored.
+        let mut defaults = self
             .store
-            .meta_settings(&project)
+            .project_defaults(&project)
             .await
             .map_err(ApiError::from_store("project"))?;
-        let mut settings: MetaSettings = meta_settings_from_pb(&raw, "meta_events.")?;
+        let defaults_change = req.retry.is_some()
+            || req.signature_defaults.is_some()
+            || req.clear_retry
+            || req.clear_signature_defaults;
+        match (&req.retry, req.clear_retry) {
+            (Some(_), true) => {
+                return Err(
+                    ApiError::invalid("clear_retry", "set retry or clear it, not both").into(),
+                );
+            }
+            (Some(raw), false) => defaults.retry = Some(retry_from_pb(raw)?),
+            (None, true) => defaults.retry = None,
+            (None, false) => {}
+        }
+        match (&req.signature_defaults, req.clear_signature_defaults) {
+            (Some(_), true) => {
+                return Err(ApiError::invalid(
+                    "clear_signature_defaults",
+                    "set signature_defaults or clear them, not both",
+                )
+                .into());
+            }
+            (Some(raw), false) => {
+                defaults.signature = Some(signature_from_pb(
+                    [raw.scheme, raw.hash, raw.encoding],
+                    [
+                        "signature_defaults.scheme",
+                        "signature_defaults.hash",
+                        "signature_defaults.encoding",
+                    ],
+                )?)
+            }
+            (None, true) => defaults.signature = None,
+            (None, false) => {}
+        }
+        let shown = match (req.meta_events, req.regenerate_secret) {
+            (None, false) => None,
+            (raw, regenerate) => self.update_meta(&project, raw, regenerate).await?,
+        };
+        if defaults_change {
+            self.store
+                .set_project_defaults(&project, &defaults, self.clock.now())
+                .await
+                .map_err(ApiError::from_store("project"))?;
+            tracing::info!(project = %project, "project defaults changed");
+        }
+        Ok(Response::new(UpdateProjectResponse {
+            project: Some(self.project_pb(&project).await?),
+            meta_events_secret: shown.unwrap_or_default(),
+        }))
+    }
+}
+
+impl ProjectApi {
+    /// Applies new meta-event settings (or only a new secret); returns the
+    /// secret when it changed, the one time it is shown.
+    async fn update_meta(
+        &self,
+        project: &ProjectId,
+        raw: Option<pb::MetaEventSettings>,
+        regenerate_secret: bool,
+    ) -> Result<Option<String>, ApiError> {
+        let current = self
+            .store
+            .meta_settings(project)
+            .await
+            .map_err(ApiError::from_store("project"))?;
+        let mut settings: MetaSettings = match &raw {
+            Some(raw) => meta_settings_from_pb(raw, "meta_events.")?,
+            // Only a new secret: everything else stays.
+            None => MetaSettings {
+                secret: None,
+                ..current.clone()
+            },
+        };
         let given = settings.secret.clone();
-        settings.secret = match (given, req.regenerate_secret) {
+        settings.secret = match (given, regenerate_secret) {
             (Some(_), true) => {
                 return Err(ApiError::invalid(
                     "meta_events.secret",
                     "give a secret or ask for a new one, not both",
-                )
-                .into());
+                ));
             }
             (Some(secret), false) => Some(secret),
             (None, true) => Some(Secret::generate(crate::system::random_bytes())),
@@ -112,14 +211,47 @@ impl ProjectService for ProjectApi {
             None
         };
         self.store
-            .set_meta_settings(&project, &settings, self.clock.now())
+            .set_meta_settings(project, &settings, self.clock.now())
             .await
             .map_err(ApiError::from_store("project"))?;
         tracing::info!(project = %project, enabled = settings.enabled, "meta event settings changed");
-        Ok(Response::new(UpdateProjectResponse {
-            project: Some(self.project_pb(&project).await?),
-            meta_events_secret: shown.unwrap_or_default(),
-        }))
+        Ok(shown)
+    }
+}
+
+fn retry_from_pb(raw: &pb::RetrySettings) -> Result<RetryPolicy, ApiError> {
+    if !(1..=100).contains(&raw.max_attempts) {
+        return Err(ApiError::invalid(
+            "retry.max_attempts",
+            "must be between 1 and 100",
+        ));
+    }
+    if raw.initial_delay_seconds == 0 {
+        return Err(ApiError::invalid(
+            "retry.initial_delay_seconds",
+            "must be at least 1",
+        ));
+    }
+    if raw.max_delay_seconds < raw.initial_delay_seconds {
+        return Err(ApiError::invalid(
+            "retry.max_delay_seconds",
+            "must be at least initial_delay_seconds",
+        ));
+    }
+    RetryPolicy::with_backoff(
+        raw.max_attempts,
+        Duration::from_secs(u64::from(raw.initial_delay_seconds)),
+        Duration::from_secs(u64::from(raw.max_delay_seconds)),
+    )
+    .map_err(ApiError::field("retry"))
+}
+
+fn retry_to_pb(policy: &RetryPolicy) -> pb::RetrySettings {
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    pb::RetrySettings {
+        max_attempts: policy.max_attempts(),
+        initial_delay_seconds: secs(policy.initial()),
+        max_delay_seconds: secs(policy.max_delay()),
     }
 }
 

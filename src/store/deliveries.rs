@@ -142,8 +142,14 @@ impl Store {
             vec![now.unix_micros().into(), id.as_str().into(), project.as_str().into()],
         ))
         .await?;
+        // Read inside the transaction: once it commits, a poller may claim
+        // the delivery at once, and the caller should see what it did.
+        let row = delivery::Entity::find_by_id(id.as_str())
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         txn.commit().await?;
-        Ok(Ok(self.get_delivery(project, id).await?))
+        Ok(Ok(delivery_from_row(row)?))
     }
 
     /// Schedules every FAILURE or DISCARDED delivery matching `filter` again.

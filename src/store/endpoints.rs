@@ -7,7 +7,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use super::entities::{endpoint, endpoint_secret};
+use super::entities::{endpoint, endpoint_secret, project};
 use super::meta::record_meta_event;
 use super::{Store, StoreError};
 use crate::domain::endpoint::{Endpoint, EndpointStatus};
@@ -31,6 +31,16 @@ const UPDATE_ATTEMPTS: usize = 5;
 pub struct EndpointFilter {
     pub owner_id: Option<OwnerId>,
     pub status: Option<EndpointStatus>,
+}
+
+/// What the delivery engine needs to send to an endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointSnapshot {
+    pub endpoint: Endpoint,
+    /// Every stored secret, newest first.
+    pub secrets: Vec<SecretVersion>,
+    /// The project's own retry policy, if it set one.
+    pub retry: Option<crate::domain::retry::RetryPolicy>,
 }
 
 impl Store {
@@ -192,7 +202,7 @@ impl Store {
     pub async fn endpoint_snapshot(
         &self,
         id: &EndpointId,
-    ) -> Result<Option<(Endpoint, Vec<SecretVersion>)>, StoreError> {
+    ) -> Result<Option<EndpointSnapshot>, StoreError> {
         let Some(row) = endpoint::Entity::find_by_id(id.as_str())
             .one(&self.db)
             .await?
@@ -216,7 +226,18 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Some((endpoint, secrets)))
+        let retry = match project::Entity::find_by_id(endpoint.project_id.as_str())
+            .one(&self.db)
+            .await?
+        {
+            Some(row) => super::projects::defaults_from_row(&row)?.retry,
+            None => None,
+        };
+        Ok(Some(EndpointSnapshot {
+            endpoint,
+            secrets,
+            retry,
+        }))
     }
 
     /// Adds `new` as the endpoint's newest secret; the secrets valid at `now`

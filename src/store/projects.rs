@@ -8,8 +8,12 @@ use sea_orm::{
 use super::entities::{api_key, project};
 use super::{Store, StoreError};
 use crate::domain::ids::{ApiKeyId, ProjectId};
-use crate::domain::project::{Project, ProjectName};
+use crate::domain::project::{Project, ProjectDefaults, ProjectName};
+use crate::domain::retry::RetryPolicy;
 use crate::domain::secret::ApiKey;
+use crate::domain::signature::{
+    HashAlgorithm, SignatureConfig, SignatureEncoding, SignatureScheme,
+};
 use crate::domain::time::Timestamp;
 
 /// Everything needed to create a project with its first key.
@@ -46,6 +50,12 @@ impl Store {
             meta_url: Set(None),
             meta_secret: Set(None),
             meta_types: Set("[]".to_owned()),
+            retry_max_attempts: Set(None),
+            retry_initial_delay_ms: Set(None),
+            retry_max_delay_ms: Set(None),
+            signature_scheme: Set(None),
+            signature_hash: Set(None),
+            signature_encoding: Set(None),
         })
         .exec_without_returning(&txn)
         .await?;
@@ -188,4 +198,101 @@ fn project_from_row(row: project::Model) -> Result<Project, StoreError> {
         name: ProjectName::parse(&row.name).map_err(|e| corrupt(format!("name: {e}")))?,
         created_at: Timestamp::from_unix_micros(row.created_at),
     })
+}
+
+impl Store {
+    /// The retry policy and signature default the project set, if any.
+    pub async fn project_defaults(&self, id: &ProjectId) -> Result<ProjectDefaults, StoreError> {
+        let row = project::Entity::find_by_id(id.as_str())
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        defaults_from_row(&row)
+    }
+
+    /// Replaces the project's retry policy and signature default.
+    pub async fn set_project_defaults(
+        &self,
+        id: &ProjectId,
+        defaults: &ProjectDefaults,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        use sea_orm::sea_query::Expr;
+        let _write = self.write_lock().await;
+        let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let retry = defaults.retry.as_ref();
+        let signature = defaults.signature.as_ref();
+        let updated = project::Entity::update_many()
+            .col_expr(
+                project::Column::RetryMaxAttempts,
+                Expr::value(retry.map(|r| r.max_attempts() as i32)),
+            )
+            .col_expr(
+                project::Column::RetryInitialDelayMs,
+                Expr::value(retry.map(|r| millis(r.initial()))),
+            )
+            .col_expr(
+                project::Column::RetryMaxDelayMs,
+                Expr::value(retry.map(|r| millis(r.max_delay()))),
+            )
+            .col_expr(
+                project::Column::SignatureScheme,
+                Expr::value(signature.map(|s| s.scheme().as_str())),
+            )
+            .col_expr(
+                project::Column::SignatureHash,
+                Expr::value(signature.map(|s| s.hash().as_str())),
+            )
+            .col_expr(
+                project::Column::SignatureEncoding,
+                Expr::value(signature.map(|s| s.encoding().as_str())),
+            )
+            .col_expr(project::Column::UpdatedAt, Expr::value(now.unix_micros()))
+            .filter(project::Column::Id.eq(id.as_str()))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn defaults_from_row(row: &project::Model) -> Result<ProjectDefaults, StoreError> {
+    let corrupt = |field: &str, detail: String| StoreError::Corrupt {
+        table: "projects",
+        detail: format!("{} {field}: {detail}", row.id),
+    };
+    let ms = |v: i64| std::time::Duration::from_millis(u64::try_from(v).unwrap_or(0));
+    let retry = match (
+        row.retry_max_attempts,
+        row.retry_initial_delay_ms,
+        row.retry_max_delay_ms,
+    ) {
+        (Some(max), Some(initial), Some(max_delay)) => Some(
+            RetryPolicy::with_backoff(u32::try_from(max).unwrap_or(0), ms(initial), ms(max_delay))
+                .map_err(|e| corrupt("retry", e.0))?,
+        ),
+        _ => None,
+    };
+    let signature = match (
+        row.signature_scheme.as_deref(),
+        row.signature_hash.as_deref(),
+        row.signature_encoding.as_deref(),
+    ) {
+        (Some(scheme), Some(hash), Some(encoding)) => {
+            let scheme = SignatureScheme::from_stored(scheme)
+                .ok_or_else(|| corrupt("signature_scheme", scheme.to_owned()))?;
+            let hash = HashAlgorithm::from_stored(hash)
+                .ok_or_else(|| corrupt("signature_hash", hash.to_owned()))?;
+            let encoding = SignatureEncoding::from_stored(encoding)
+                .ok_or_else(|| corrupt("signature_encoding", encoding.to_owned()))?;
+            Some(
+                SignatureConfig::new(scheme, hash, encoding)
+                    .map_err(|e| corrupt("signature", e.0))?,
+            )
+        }
+        _ => None,
+    };
+    Ok(ProjectDefaults { retry, signature })
 }

@@ -33,6 +33,7 @@ async fn enable(app: &TestApp, receiver: Option<&TestReceiver>, types: &[&str]) 
                 ..Default::default()
             }),
             regenerate_secret: false,
+            ..Default::default()
         })
         .await
         .expect("settings saved");
@@ -104,6 +105,7 @@ db_test!(
             .update_project(pb::UpdateProjectRequest {
                 meta_events: Some(on.clone()),
                 regenerate_secret: false,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -118,6 +120,7 @@ db_test!(
             .update_project(pb::UpdateProjectRequest {
                 meta_events: Some(on.clone()),
                 regenerate_secret: false,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -137,6 +140,7 @@ db_test!(
             .update_project(pb::UpdateProjectRequest {
                 meta_events: Some(on.clone()),
                 regenerate_secret: true,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -174,6 +178,7 @@ db_test!(
                 .update_project(pb::UpdateProjectRequest {
                     meta_events: Some(settings),
                     regenerate_secret: regenerate,
+                    ..Default::default()
                 })
                 .await
                 .expect_err("refused");
@@ -635,3 +640,150 @@ async fn meta_event_watchers_see_other_servers() {
     assert_eq!(event.event_type, "endpoint.created");
     assert_eq!(json(&event.payload)["data"]["uid"], created.id);
 }
+
+db_test!(
+    projects_set_their_own_retry_policy_and_signature_default,
+    |app| async move {
+        let mut projects = app.projects().await;
+        let fresh = projects
+            .get_project(pb::GetProjectRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(fresh.retry.is_none() && fresh.signature_defaults.is_none());
+
+        let retry = pb::RetrySettings {
+            max_attempts: 2,
+            initial_delay_seconds: 1,
+            max_delay_seconds: 10,
+        };
+        let updated = projects
+            .update_project(pb::UpdateProjectRequest {
+                retry: Some(retry),
+                signature_defaults: Some(pb::SignatureDefaults {
+                    scheme: pb::SignatureScheme::StandardWebhooks as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .project
+            .unwrap();
+        assert_eq!(updated.retry, Some(retry));
+        assert_eq!(
+            updated.signature_defaults.unwrap().scheme,
+            pb::SignatureScheme::StandardWebhooks as i32
+        );
+        assert!(
+            !updated.meta_events.unwrap().enabled,
+            "meta events untouched"
+        );
+
+        for (request, field) in [
+            (pb::UpdateProjectRequest::default(), "meta_events"),
+            (
+                pb::UpdateProjectRequest {
+                    retry: Some(pb::RetrySettings {
+                        max_attempts: 0,
+                        ..retry
+                    }),
+                    ..Default::default()
+                },
+                "retry.max_attempts",
+            ),
+            (
+                pb::UpdateProjectRequest {
+                    retry: Some(pb::RetrySettings {
+                        initial_delay_seconds: 0,
+                        ..retry
+                    }),
+                    ..Default::default()
+                },
+                "retry.initial_delay_seconds",
+            ),
+            (
+                pb::UpdateProjectRequest {
+                    retry: Some(pb::RetrySettings {
+                        max_delay_seconds: 0,
+                        ..retry
+                    }),
+                    ..Default::default()
+                },
+                "retry.max_delay_seconds",
+            ),
+            (
+                pb::UpdateProjectRequest {
+                    signature_defaults: Some(pb::SignatureDefaults {
+                        scheme: pb::SignatureScheme::StandardWebhooks as i32,
+                        hash: pb::SignatureHash::Sha512 as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "signature_defaults.hash",
+            ),
+        ] {
+            let status = projects.update_project(request).await.expect_err("refused");
+            assert_invalid_field(&status, field);
+        }
+        let kept = projects
+            .get_project(pb::GetProjectRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(kept.retry, Some(retry), "a refused update changes nothing");
+
+        // New endpoints sign the project's way unless they say otherwise.
+        let receiver = TestReceiver::start().await;
+        receiver.respond_with(Behavior::Status(500));
+        let defaulted = receiver_endpoint(&app, &receiver, "endpoint-secret", |_| {}).await;
+        assert_eq!(
+            defaulted.signature_scheme,
+            pb::SignatureScheme::StandardWebhooks as i32
+        );
+        let explicit = receiver_endpoint(&app, &receiver, "endpoint-secret", |e| {
+            e.signature_scheme = pb::SignatureScheme::ConvoySimple as i32
+        })
+        .await;
+        assert_eq!(
+            explicit.signature_scheme,
+            pb::SignatureScheme::ConvoySimple as i32
+        );
+
+        // Two attempts, as the project says (the server's default is 12).
+        let id = app
+            .events()
+            .await
+            .create_event(to_endpoint(&defaulted.id, r#"{"n":1}"#))
+            .await
+            .unwrap()
+            .into_inner()
+            .deliveries[0]
+            .id
+            .clone();
+        crate::helpers::wait_for_delivery(&app, &id, pb::DeliveryStatus::Retry, WAIT).await;
+        app.clock.advance(Duration::from_secs(60));
+        app.engine.tick().await.unwrap();
+        let failed =
+            crate::helpers::wait_for_delivery(&app, &id, pb::DeliveryStatus::Failure, WAIT).await;
+        assert_eq!(
+            (failed.attempts, failed.description.as_str()),
+            (2, "Retry limit exceeded")
+        );
+
+        let cleared = projects
+            .update_project(pb::UpdateProjectRequest {
+                clear_retry: true,
+                clear_signature_defaults: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .project
+            .unwrap();
+        assert!(cleared.retry.is_none() && cleared.signature_defaults.is_none());
+    }
+);

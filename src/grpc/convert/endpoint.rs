@@ -70,19 +70,9 @@ pub(in crate::grpc) fn endpoint_to_pb(ep: &Endpoint) -> pb::Endpoint {
             .map(|t| t.as_str().to_owned())
             .collect(),
         status_changed_at: Some(timestamp(ep.status_changed_at)),
-        signature_scheme: match ep.signature.scheme() {
-            SignatureScheme::ConvoyAdvanced => pb::SignatureScheme::ConvoyAdvanced,
-            SignatureScheme::ConvoySimple => pb::SignatureScheme::ConvoySimple,
-            SignatureScheme::StandardWebhooks => pb::SignatureScheme::StandardWebhooks,
-        } as i32,
-        signature_hash: match ep.signature.hash() {
-            HashAlgorithm::Sha256 => pb::SignatureHash::Sha256,
-            HashAlgorithm::Sha512 => pb::SignatureHash::Sha512,
-        } as i32,
-        signature_encoding: match ep.signature.encoding() {
-            SignatureEncoding::Hex => pb::SignatureEncoding::Hex,
-            SignatureEncoding::Base64 => pb::SignatureEncoding::Base64,
-        } as i32,
+        signature_scheme: signature_to_pb(ep.signature)[0],
+        signature_hash: signature_to_pb(ep.signature)[1],
+        signature_encoding: signature_to_pb(ep.signature)[2],
         alert_url: ep
             .alert_url
             .as_ref()
@@ -150,51 +140,19 @@ impl Fields<'_> {
         EventTypeFilter::parse(&self.0.event_types).map_err(ApiError::field("endpoint.event_types"))
     }
     /// UNSPECIFIED means the default.
-    fn signature_scheme(&self) -> Result<SignatureScheme, ApiError> {
-        let field = "endpoint.signature_scheme";
-        match pb::SignatureScheme::try_from(self.0.signature_scheme) {
-            Ok(pb::SignatureScheme::Unspecified | pb::SignatureScheme::ConvoyAdvanced) => {
-                Ok(SignatureScheme::ConvoyAdvanced)
-            }
-            Ok(pb::SignatureScheme::ConvoySimple) => Ok(SignatureScheme::ConvoySimple),
-            Ok(pb::SignatureScheme::StandardWebhooks) => Ok(SignatureScheme::StandardWebhooks),
-            Err(_) => Err(ApiError::invalid(field, "is not a signature scheme")),
-        }
-    }
-    fn signature_hash(&self) -> Result<HashAlgorithm, ApiError> {
-        match pb::SignatureHash::try_from(self.0.signature_hash) {
-            Ok(pb::SignatureHash::Unspecified | pb::SignatureHash::Sha256) => {
-                Ok(HashAlgorithm::Sha256)
-            }
-            Ok(pb::SignatureHash::Sha512) => Ok(HashAlgorithm::Sha512),
-            Err(_) => Err(ApiError::invalid(
-                "endpoint.signature_hash",
-                "is not a hash algorithm",
-            )),
-        }
-    }
-    fn signature_encoding(&self) -> Result<SignatureEncoding, ApiError> {
-        match pb::SignatureEncoding::try_from(self.0.signature_encoding) {
-            Ok(pb::SignatureEncoding::Unspecified | pb::SignatureEncoding::Hex) => {
-                Ok(SignatureEncoding::Hex)
-            }
-            Ok(pb::SignatureEncoding::Base64) => Ok(SignatureEncoding::Base64),
-            Err(_) => Err(ApiError::invalid(
-                "endpoint.signature_encoding",
-                "is not an encoding",
-            )),
-        }
-    }
     fn signature(&self) -> Result<SignatureConfig, ApiError> {
-        let scheme = self.signature_scheme()?;
-        let hash = self.signature_hash()?;
-        let encoding = self.signature_encoding()?;
-        let field = if hash != HashAlgorithm::Sha256 {
-            "endpoint.signature_hash"
-        } else {
-            "endpoint.signature_encoding"
-        };
-        SignatureConfig::new(scheme, hash, encoding).map_err(ApiError::field(field))
+        signature_from_pb(
+            [
+                self.0.signature_scheme,
+                self.0.signature_hash,
+                self.0.signature_encoding,
+            ],
+            [
+                "endpoint.signature_scheme",
+                "endpoint.signature_hash",
+                "endpoint.signature_encoding",
+            ],
+        )
     }
     /// Only ACTIVE and PAUSED can be asked for; the domain decides whether
     /// the move is allowed from the current state.
@@ -303,9 +261,22 @@ pub(in crate::grpc) fn endpoint_update(
             "content_type" => patch.content_type = Some(f.content_type()?),
             "rate_limit" => patch.rate_limit = Some(f.rate_limit()?),
             "event_types" => patch.event_types = Some(f.event_types()?),
-            "signature_scheme" => patch.signature_scheme = Some(f.signature_scheme()?),
-            "signature_hash" => patch.signature_hash = Some(f.signature_hash()?),
-            "signature_encoding" => patch.signature_encoding = Some(f.signature_encoding()?),
+            "signature_scheme" => {
+                patch.signature_scheme = Some(scheme_from_pb(
+                    raw.signature_scheme,
+                    "endpoint.signature_scheme",
+                )?)
+            }
+            "signature_hash" => {
+                patch.signature_hash =
+                    Some(hash_from_pb(raw.signature_hash, "endpoint.signature_hash")?)
+            }
+            "signature_encoding" => {
+                patch.signature_encoding = Some(encoding_from_pb(
+                    raw.signature_encoding,
+                    "endpoint.signature_encoding",
+                )?)
+            }
             "alert_url" => patch.alert_url = Some(f.alert_url()?),
             _ => unreachable!("paths are checked against UPDATABLE or come from set_fields"),
         }
@@ -339,4 +310,69 @@ fn set_fields(raw: &pb::Endpoint) -> Vec<&'static str> {
         .filter(|(_, on)| *on)
         .map(|(path, _)| path)
         .collect()
+}
+
+/// `[scheme, hash, encoding]` as protobuf enum values.
+pub(in crate::grpc) fn signature_to_pb(signature: SignatureConfig) -> [i32; 3] {
+    [
+        match signature.scheme() {
+            SignatureScheme::ConvoyAdvanced => pb::SignatureScheme::ConvoyAdvanced,
+            SignatureScheme::ConvoySimple => pb::SignatureScheme::ConvoySimple,
+            SignatureScheme::StandardWebhooks => pb::SignatureScheme::StandardWebhooks,
+        } as i32,
+        match signature.hash() {
+            HashAlgorithm::Sha256 => pb::SignatureHash::Sha256,
+            HashAlgorithm::Sha512 => pb::SignatureHash::Sha512,
+        } as i32,
+        match signature.encoding() {
+            SignatureEncoding::Hex => pb::SignatureEncoding::Hex,
+            SignatureEncoding::Base64 => pb::SignatureEncoding::Base64,
+        } as i32,
+    ]
+}
+
+/// A signature from `[scheme, hash, encoding]` enum values, unset ones
+/// meaning Convoy advanced, SHA256 and hex; `fields` name them in errors.
+pub(in crate::grpc) fn signature_from_pb(
+    [scheme, hash, encoding]: [i32; 3],
+    [scheme_field, hash_field, encoding_field]: [&str; 3],
+) -> Result<SignatureConfig, ApiError> {
+    let scheme = scheme_from_pb(scheme, scheme_field)?;
+    let hash = hash_from_pb(hash, hash_field)?;
+    let encoding = encoding_from_pb(encoding, encoding_field)?;
+    let field = if hash != HashAlgorithm::Sha256 {
+        hash_field
+    } else {
+        encoding_field
+    };
+    SignatureConfig::new(scheme, hash, encoding).map_err(ApiError::field(field))
+}
+
+fn scheme_from_pb(raw: i32, field: &str) -> Result<SignatureScheme, ApiError> {
+    match pb::SignatureScheme::try_from(raw) {
+        Ok(pb::SignatureScheme::Unspecified | pb::SignatureScheme::ConvoyAdvanced) => {
+            Ok(SignatureScheme::ConvoyAdvanced)
+        }
+        Ok(pb::SignatureScheme::ConvoySimple) => Ok(SignatureScheme::ConvoySimple),
+        Ok(pb::SignatureScheme::StandardWebhooks) => Ok(SignatureScheme::StandardWebhooks),
+        Err(_) => Err(ApiError::invalid(field, "is not a signature scheme")),
+    }
+}
+
+fn hash_from_pb(raw: i32, field: &str) -> Result<HashAlgorithm, ApiError> {
+    match pb::SignatureHash::try_from(raw) {
+        Ok(pb::SignatureHash::Unspecified | pb::SignatureHash::Sha256) => Ok(HashAlgorithm::Sha256),
+        Ok(pb::SignatureHash::Sha512) => Ok(HashAlgorithm::Sha512),
+        Err(_) => Err(ApiError::invalid(field, "is not a hash algorithm")),
+    }
+}
+
+fn encoding_from_pb(raw: i32, field: &str) -> Result<SignatureEncoding, ApiError> {
+    match pb::SignatureEncoding::try_from(raw) {
+        Ok(pb::SignatureEncoding::Unspecified | pb::SignatureEncoding::Hex) => {
+            Ok(SignatureEncoding::Hex)
+        }
+        Ok(pb::SignatureEncoding::Base64) => Ok(SignatureEncoding::Base64),
+        Err(_) => Err(ApiError::invalid(field, "is not an encoding")),
+    }
 }

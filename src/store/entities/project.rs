@@ -15,6 +15,12 @@ pub(crate) struct Model {
     pub meta_secret: Option<String>,
     /// JSON list of meta event types; empty: all.
     pub meta_types: String,
+    pub retry_max_attempts: Option<i32>,
+    pub retry_initial_delay_ms: Option<i64>,
+    pub retry_max_delay_ms: Option<i64>,
+    pub signature_scheme: Option<String>,
+    pub signature_hash: Option<String>,
+    pub signature_encoding: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
