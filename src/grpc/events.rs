@@ -16,7 +16,7 @@ use super::pb::{
     ListEventsRequest, ListEventsResponse, RetryDeliveryRequest,
 };
 use super::pb::{DeliveryUpdate, WatchDeliveriesRequest};
-use super::watch::{ReadPage, Tail, WatchStream, Watches, deadline};
+use super::watch::{WatchStream, Watches, deadline};
 use super::{ApiError, Authenticator};
 use crate::delivery::{Engine, PublishError, PublishedEvent};
 use crate::domain::delivery::DeliveryStatus;
@@ -136,24 +136,22 @@ impl EventService for EventApi {
             self.store.delivery_changes_pruned_through(),
         )
         .await?;
-        let (store, of) = (self.store.clone(), project.clone());
-        let read: ReadPage<DeliveryUpdate> = Box::new(move |cursor, limit| {
-            let (store, of, filter) = (store.clone(), of.clone(), filter.clone());
-            Box::pin(async move {
-                let changes = store.delivery_changes(&of, cursor, &filter, limit).await?;
-                Ok(changes
-                    .iter()
-                    .map(|c| (c.cursor, change_to_pb(c)))
-                    .collect())
-            })
-        });
-        let stream = self.watches.open(Tail {
+        let stream = self.watches.tail(
+            &self.store,
             project,
             after,
-            read,
-            writes: self.store.writes(),
             deadline,
-        })?;
+            move |store, of, cursor, limit| {
+                let filter = filter.clone();
+                async move {
+                    let changes = store.delivery_changes(&of, cursor, &filter, limit).await?;
+                    Ok(changes
+                        .iter()
+                        .map(|c| (c.cursor, change_to_pb(c)))
+                        .collect())
+                }
+            },
+        )?;
         Ok(Response::new(stream))
     }
 

@@ -18,7 +18,7 @@ use super::pb::{
     ListMetaEventsResponse, MetaEvent as PbMetaEvent, Project as PbProject, RetryMetaEventRequest,
     UpdateProjectRequest, UpdateProjectResponse, WatchMetaEventsRequest,
 };
-use super::watch::{ReadPage, Tail, WatchStream, Watches, deadline};
+use super::watch::{WatchStream, Watches, deadline};
 use super::{ApiError, Authenticator};
 use crate::domain::ids::{MetaEventId, ProjectId};
 use crate::domain::meta::{MetaEventType, MetaSettings};
@@ -344,24 +344,22 @@ impl MetaEventService for ProjectApi {
             std::future::ready(Ok(crate::domain::watch::Cursor::START)),
         )
         .await?;
-        let (store, of) = (self.store.clone(), project.clone());
-        let read: ReadPage<PbMetaEvent> = Box::new(move |cursor, limit| {
-            let (store, of, types) = (store.clone(), of.clone(), types.clone());
-            Box::pin(async move {
-                let events = store.meta_events_after(&of, cursor, &types, limit).await?;
-                Ok(events
-                    .iter()
-                    .map(|e| (e.cursor, meta_event_to_pb(e)))
-                    .collect())
-            })
-        });
-        let stream = self.watches.open(Tail {
+        let stream = self.watches.tail(
+            &self.store,
             project,
             after,
-            read,
-            writes: self.store.writes(),
             deadline,
-        })?;
+            move |store, of, cursor, limit| {
+                let types = types.clone();
+                async move {
+                    let events = store.meta_events_after(&of, cursor, &types, limit).await?;
+                    Ok(events
+                        .iter()
+                        .map(|e| (e.cursor, meta_event_to_pb(e)))
+                        .collect())
+                }
+            },
+        )?;
         Ok(Response::new(stream))
     }
 }

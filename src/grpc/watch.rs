@@ -24,7 +24,7 @@ use tonic::metadata::MetadataMap;
 use super::ApiError;
 use crate::domain::ids::ProjectId;
 use crate::domain::watch::Cursor;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// How streams behave; the defaults suit a server behind proxies.
 #[derive(Debug, Clone)]
@@ -119,11 +119,34 @@ impl Watches {
         self.inner.tasks.wait().await;
     }
 
-    /// Starts a stream's task; the stream ends when the client leaves.
-    pub(crate) fn open<T: Send + 'static>(
+    /// Streams what `read(store, project, after, limit)` finds in `store`,
+    /// from `after` on.
+    pub(crate) fn tail<T, Fut>(
         &self,
-        tail: Tail<T>,
-    ) -> Result<WatchStream<T>, ApiError> {
+        store: &Store,
+        project: ProjectId,
+        after: Cursor,
+        deadline: Option<Duration>,
+        read: impl Fn(Store, ProjectId, Cursor, u32) -> Fut + Send + 'static,
+    ) -> Result<WatchStream<T>, ApiError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<Vec<(Cursor, T)>, StoreError>> + Send + 'static,
+    {
+        let (reader, of) = (store.clone(), project.clone());
+        self.open(Tail {
+            project,
+            after,
+            read: Box::new(move |cursor, limit| {
+                Box::pin(read(reader.clone(), of.clone(), cursor, limit))
+            }),
+            writes: store.writes(),
+            deadline,
+        })
+    }
+
+    /// Starts a stream's task; the stream ends when the client leaves.
+    fn open<T: Send + 'static>(&self, tail: Tail<T>) -> Result<WatchStream<T>, ApiError> {
         if self.inner.stop.is_cancelled() {
             return Err(ApiError::ShuttingDown);
         }

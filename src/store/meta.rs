@@ -12,7 +12,7 @@ use super::deliveries::attempt_from_row;
 use super::entities::{
     delivery, delivery_attempt, delivery_change, meta_event, meta_event_attempt, project,
 };
-use super::watch::{advance_position, after, settled};
+use super::watch::{advance_position, after, position_in, settled};
 use super::{Store, StoreError};
 use crate::domain::delivery::{AttemptError, DeliveryStatus, ErrorClass};
 use crate::domain::fields::EndpointUrl;
@@ -460,18 +460,8 @@ impl Store {
 
     pub async fn meta_events_head(&self, project: &ProjectId) -> Result<Cursor, StoreError> {
         use meta_event::Column;
-        let row = meta_event::Entity::find()
-            .select_only()
-            .column(Column::Txid)
-            .column(Column::Seq)
-            .filter(Column::ProjectId.eq(project.as_str()))
-            .filter(settled(self.db.get_database_backend()))
-            .order_by_desc(Column::Txid)
-            .order_by_desc(Column::Seq)
-            .into_tuple::<(i64, i64)>()
-            .one(&self.db)
-            .await?;
-        Ok(row.map_or(Cursor::START, |(txid, seq)| Cursor { txid, seq }))
+        self.head_of::<meta_event::Entity>(project, [Column::ProjectId, Column::Txid, Column::Seq])
+            .await
     }
 }
 
@@ -556,16 +546,6 @@ async fn read_settings(
             .collect::<Result<_, _>>()
             .map_err(|e| corrupt("meta_types", e.0))?,
     })
-}
-
-async fn position_in(db: &impl ConnectionTrait, name: &str) -> Result<Cursor, StoreError> {
-    Ok(super::entities::log_position::Entity::find_by_id(name)
-        .one(db)
-        .await?
-        .map_or(Cursor::START, |row| Cursor {
-            txid: row.txid,
-            seq: row.seq,
-        }))
 }
 
 fn meta_event_from_row(row: meta_event::Model) -> Result<MetaEvent, StoreError> {

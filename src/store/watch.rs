@@ -157,14 +157,28 @@ impl Store {
     /// yields only what happens from now on.
     pub async fn delivery_changes_head(&self, project: &ProjectId) -> Result<Cursor, StoreError> {
         use delivery_change::Column;
-        let row = delivery_change::Entity::find()
+        self.head_of::<delivery_change::Entity>(
+            project,
+            [Column::ProjectId, Column::Txid, Column::Seq],
+        )
+        .await
+    }
+
+    /// The newest settled `(txid, seq)` of `project` in log table `E`, whose
+    /// columns are `[project_id, txid, seq]`.
+    pub(super) async fn head_of<E: EntityTrait>(
+        &self,
+        project: &ProjectId,
+        [project_id, txid, seq]: [E::Column; 3],
+    ) -> Result<Cursor, StoreError> {
+        let row = E::find()
             .select_only()
-            .column(Column::Txid)
-            .column(Column::Seq)
-            .filter(Column::ProjectId.eq(project.as_str()))
+            .column(txid)
+            .column(seq)
+            .filter(project_id.eq(project.as_str()))
             .filter(settled(self.db.get_database_backend()))
-            .order_by_desc(Column::Txid)
-            .order_by_desc(Column::Seq)
+            .order_by_desc(txid)
+            .order_by_desc(seq)
             .into_tuple::<(i64, i64)>()
             .one(&self.db)
             .await?;
@@ -212,14 +226,22 @@ impl Store {
     }
 
     pub(super) async fn position(&self, name: &str) -> Result<Cursor, StoreError> {
-        Ok(log_position::Entity::find_by_id(name)
-            .one(&self.db)
-            .await?
-            .map_or(Cursor::START, |row| Cursor {
-                txid: row.txid,
-                seq: row.seq,
-            }))
+        position_in(&self.db, name).await
     }
+}
+
+/// A named position, read through `db` (a transaction, say).
+pub(super) async fn position_in(
+    db: &impl ConnectionTrait,
+    name: &str,
+) -> Result<Cursor, StoreError> {
+    Ok(log_position::Entity::find_by_id(name)
+        .one(db)
+        .await?
+        .map_or(Cursor::START, |row| Cursor {
+            txid: row.txid,
+            seq: row.seq,
+        }))
 }
 
 /// Moves a named position forward to `to` (never back).
@@ -228,13 +250,7 @@ pub(super) async fn advance_position(
     name: &str,
     to: Cursor,
 ) -> Result<(), StoreError> {
-    let current = log_position::Entity::find_by_id(name).one(db).await?;
-    if current.is_some_and(|row| {
-        Cursor {
-            txid: row.txid,
-            seq: row.seq,
-        } >= to
-    }) {
+    if position_in(db, name).await? >= to {
         return Ok(());
     }
     log_position::Entity::insert(log_position::ActiveModel {
