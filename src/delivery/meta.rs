@@ -33,15 +33,19 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Forwards delivery outcomes, then sends what is due. Returns how many
 /// were sent.
 pub(super) async fn tick(shared: &Arc<Shared>) -> Result<usize, StoreError> {
-    shared
+    // Sending goes on even when forwarding fails.
+    if let Err(err) = shared
         .store
         .forward_delivery_meta_events(shared.clock.now())
-        .await?;
+        .await
+    {
+        tracing::warn!(error = %err, "forwarding meta events failed");
+    }
     let mut total = 0;
     loop {
         let due = shared
             .store
-            .claim_due_meta_events(shared.clock.now(), LEASE, SEND_BATCH)
+            .claim_due_meta_events(&shared.node, shared.clock.now(), LEASE, SEND_BATCH)
             .await?;
         let count = due.len();
         let mut sends = tokio::task::JoinSet::new();
@@ -90,7 +94,10 @@ async fn send(shared: &Shared, event: MetaEvent) -> Result<(), StoreError> {
     let Some(url) = settings.url else {
         // The URL was removed since: nothing to send to; a retry by hand
         // after a URL is set again sends it.
-        return Ok(());
+        return shared
+            .store
+            .release_meta_event_unsent(&shared.node, &event.id, shared.clock.now())
+            .await;
     };
     let number = event.attempts + 1;
     let requested_at = shared.clock.now();
@@ -192,6 +199,14 @@ async fn send(shared: &Shared, event: MetaEvent) -> Result<(), StoreError> {
     }
     shared
         .store
-        .record_meta_attempt(&event.id, &attempt, status, next, &description, now)
+        .record_meta_attempt(
+            &shared.node,
+            &event.id,
+            &attempt,
+            status,
+            next,
+            &description,
+            now,
+        )
         .await
 }

@@ -149,10 +149,8 @@ impl ProjectService for ProjectApi {
             (None, true) => defaults.signature = None,
             (None, false) => {}
         }
-        let shown = match (req.meta_events, req.regenerate_secret) {
-            (None, false) => None,
-            (raw, regenerate) => self.update_meta(&project, raw, regenerate).await?,
-        };
+        // The defaults first: a new meta-event secret is stored last, so a
+        // failure cannot leave one in effect that the caller never saw.
         if defaults_change {
             self.store
                 .set_project_defaults(&project, &defaults, self.clock.now())
@@ -160,6 +158,10 @@ impl ProjectService for ProjectApi {
                 .map_err(ApiError::from_store("project"))?;
             tracing::info!(project = %project, "project defaults changed");
         }
+        let shown = match (req.meta_events, req.regenerate_secret) {
+            (None, false) => None,
+            (raw, regenerate) => self.update_meta(&project, raw, regenerate).await?,
+        };
         Ok(Response::new(UpdateProjectResponse {
             project: Some(self.project_pb(&project).await?),
             meta_events_secret: shown.unwrap_or_default(),
@@ -352,7 +354,10 @@ impl MetaEventService for ProjectApi {
             move |store, of, cursor, limit| {
                 let types = types.clone();
                 async move {
-                    let events = store.meta_events_after(&of, cursor, &types, limit).await?;
+                    let events = store
+                        .meta_events_after(&of, cursor, &types, limit)
+                        .await
+                        .map_err(ApiError::from_store("meta event"))?;
                     Ok(events
                         .iter()
                         .map(|e| (e.cursor, meta_event_to_pb(e)))

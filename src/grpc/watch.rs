@@ -24,7 +24,7 @@ use tonic::metadata::MetadataMap;
 use super::ApiError;
 use crate::domain::ids::ProjectId;
 use crate::domain::watch::Cursor;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// How streams behave; the defaults suit a server behind proxies.
 #[derive(Debug, Clone)]
@@ -74,19 +74,19 @@ struct Inner {
 }
 
 /// Reads up to `limit` messages after a cursor, with their cursors.
-pub(crate) type ReadPage<T> = Box<
+type ReadPage<T> = Box<
     dyn FnMut(
             Cursor,
             u32,
-        ) -> Pin<Box<dyn Future<Output = Result<Vec<(Cursor, T)>, StoreError>> + Send>>
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<(Cursor, T)>, ApiError>> + Send>>
         + Send,
 >;
 
 /// Where a stream starts and what it reads.
-pub(crate) struct Tail<T> {
-    pub(crate) project: ProjectId,
-    pub(crate) after: Cursor,
-    pub(crate) read: ReadPage<T>,
+struct Tail<T> {
+    project: ProjectId,
+    after: Cursor,
+    read: ReadPage<T>,
     /// Fires when this process writes to the store.
     pub(crate) writes: watch::Receiver<u64>,
     /// From the call's `grpc-timeout`.
@@ -131,7 +131,7 @@ impl Watches {
     ) -> Result<WatchStream<T>, ApiError>
     where
         T: Send + 'static,
-        Fut: Future<Output = Result<Vec<(Cursor, T)>, StoreError>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<(Cursor, T)>, ApiError>> + Send + 'static,
     {
         let (reader, of) = (store.clone(), project.clone());
         self.open(Tail {
@@ -236,11 +236,14 @@ async fn run<T: Send + 'static>(
         let page = match page {
             Ok(page) => page,
             Err(err) => {
-                let err: Status = ApiError::from_store("change log")(err).into();
-                return Some(Status::unavailable(format!(
-                    "{}; resume from the last cursor received",
-                    err.message()
-                )));
+                let status: Status = err.into();
+                return Some(match status.code() {
+                    tonic::Code::OutOfRange => status,
+                    code => Status::new(
+                        code,
+                        format!("{}; resume from the last cursor received", status.message()),
+                    ),
+                });
             }
         };
         let full = page.len() >= config.page as usize;

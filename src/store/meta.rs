@@ -16,7 +16,7 @@ use super::watch::{advance_position, after, position_in, settled};
 use super::{Store, StoreError};
 use crate::domain::delivery::{AttemptError, DeliveryStatus, ErrorClass};
 use crate::domain::fields::EndpointUrl;
-use crate::domain::ids::{MetaEventId, ProjectId};
+use crate::domain::ids::{MetaEventId, NodeId, ProjectId};
 use crate::domain::meta::{
     DeliveryFacts, MetaAttempt, MetaEvent, MetaEventStatus, MetaEventType, MetaSettings,
     delivery_payload,
@@ -95,10 +95,18 @@ impl Store {
                 continue;
             };
             loop {
-                let (recorded, scanned) = self.forward_project(&project, now).await?;
-                total += recorded;
-                if scanned < FORWARD_BATCH as usize {
-                    break;
+                match self.forward_project(&project, now).await {
+                    Ok((recorded, scanned)) => {
+                        total += recorded;
+                        if scanned < FORWARD_BATCH as usize {
+                            break;
+                        }
+                    }
+                    // One project's trouble must not hold up the others'.
+                    Err(err) => {
+                        tracing::warn!(%project, error = %err, "forwarding meta events failed");
+                        break;
+                    }
                 }
             }
         }
@@ -237,10 +245,32 @@ impl Store {
         Ok((recorded, rows.len()))
     }
 
+    /// The oldest forwarding position among projects that record meta
+    /// events: changes after it must not be pruned yet.
+    pub(super) async fn oldest_forward_position(&self) -> Result<Option<Cursor>, StoreError> {
+        let enabled: Vec<String> = project::Entity::find()
+            .select_only()
+            .column(project::Column::Id)
+            .filter(project::Column::MetaEnabled.eq(true))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut oldest: Option<Cursor> = None;
+        for raw in enabled {
+            let Ok(project) = raw.parse::<ProjectId>() else {
+                continue;
+            };
+            let at = self.position(&forwarded(&project)).await?;
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+        }
+        Ok(oldest)
+    }
+
     /// Takes up to `limit` meta events due for sending, each for `lease`
     /// (after which another process may take it, if this one died).
     pub async fn claim_due_meta_events(
         &self,
+        me: &NodeId,
         now: Timestamp,
         lease: std::time::Duration,
         limit: u32,
@@ -281,6 +311,7 @@ impl Store {
         let until = now.unix_micros() + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
         let rows = meta_event::Entity::update_many()
             .col_expr(meta_event::Column::NextAttemptAt, Expr::value(until))
+            .col_expr(meta_event::Column::LeaseOwner, Expr::value(me.as_str()))
             .filter(meta_event::Column::Id.in_subquery(candidates))
             .filter(due())
             .exec_with_returning(&self.db)
@@ -288,9 +319,13 @@ impl Store {
         rows.into_iter().map(meta_event_from_row).collect()
     }
 
-    /// Records an attempt and where it leaves the meta event.
+    /// Records an attempt (numbered after those already recorded) and, if
+    /// `me` still holds the meta event, where it leaves it. A meta event
+    /// resent by hand meanwhile stays scheduled.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_meta_attempt(
         &self,
+        me: &NodeId,
         id: &MetaEventId,
         attempt: &MetaAttempt,
         status: MetaEventStatus,
@@ -300,12 +335,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
+        let made: i32 = meta_event::Entity::find()
+            .select_only()
+            .column(meta_event::Column::Attempts)
+            .filter(meta_event::Column::Id.eq(id.as_str()))
+            .into_tuple()
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         meta_event_attempt::Entity::insert(meta_event_attempt::ActiveModel {
             id: Set(
                 crate::domain::ids::AttemptId::from_uuid(crate::system::new_uuid()).to_string(),
             ),
             meta_event_id: Set(id.to_string()),
-            number: Set(attempt.number as i32),
+            number: Set(made + 1),
             url: Set(attempt.url.clone()),
             requested_at: Set(attempt.requested_at.unix_micros()),
             responded_at: Set(attempt.responded_at.map(Timestamp::unix_micros)),
@@ -320,16 +363,7 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         meta_event::Entity::update_many()
-            .col_expr(meta_event::Column::Status, Expr::value(status.as_str()))
-            .col_expr(
-                meta_event::Column::Attempts,
-                Expr::value(attempt.number as i32),
-            )
-            .col_expr(
-                meta_event::Column::NextAttemptAt,
-                Expr::value(next_attempt_at.map(Timestamp::unix_micros)),
-            )
-            .col_expr(meta_event::Column::Description, Expr::value(description))
+            .col_expr(meta_event::Column::Attempts, Expr::value(made + 1))
             .col_expr(
                 meta_event::Column::UpdatedAt,
                 Expr::value(now.unix_micros()),
@@ -337,7 +371,46 @@ impl Store {
             .filter(meta_event::Column::Id.eq(id.as_str()))
             .exec(&txn)
             .await?;
+        meta_event::Entity::update_many()
+            .col_expr(meta_event::Column::Status, Expr::value(status.as_str()))
+            .col_expr(
+                meta_event::Column::NextAttemptAt,
+                Expr::value(next_attempt_at.map(Timestamp::unix_micros)),
+            )
+            .col_expr(meta_event::Column::Description, Expr::value(description))
+            .col_expr(meta_event::Column::LeaseOwner, Expr::value(None::<String>))
+            .filter(meta_event::Column::Id.eq(id.as_str()))
+            .filter(meta_event::Column::LeaseOwner.eq(me.as_str()))
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
+        Ok(())
+    }
+
+    /// Lets go of a held meta event that has nowhere to go (its project has
+    /// no URL any more): UNSENT, until resent by hand.
+    pub async fn release_meta_event_unsent(
+        &self,
+        me: &NodeId,
+        id: &MetaEventId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let _write = self.write_lock().await;
+        meta_event::Entity::update_many()
+            .col_expr(
+                meta_event::Column::Status,
+                Expr::value(MetaEventStatus::Unsent.as_str()),
+            )
+            .col_expr(meta_event::Column::NextAttemptAt, Expr::value(None::<i64>))
+            .col_expr(meta_event::Column::LeaseOwner, Expr::value(None::<String>))
+            .col_expr(
+                meta_event::Column::UpdatedAt,
+                Expr::value(now.unix_micros()),
+            )
+            .filter(meta_event::Column::Id.eq(id.as_str()))
+            .filter(meta_event::Column::LeaseOwner.eq(me.as_str()))
+            .exec(&self.db)
+            .await?;
         Ok(())
     }
 
@@ -409,6 +482,7 @@ impl Store {
                     meta_event::Column::NextAttemptAt,
                     Expr::value(now.unix_micros()),
                 )
+                .col_expr(meta_event::Column::LeaseOwner, Expr::value(None::<String>))
                 .col_expr(
                     meta_event::Column::UpdatedAt,
                     Expr::value(now.unix_micros()),

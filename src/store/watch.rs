@@ -194,17 +194,40 @@ impl Store {
     /// Deletes delivery changes made before `before`, a chunk at a time;
     /// returns how many.
     pub async fn prune_delivery_changes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        use delivery_change::Column;
+        let backend = self.db.get_database_backend();
+        // Only what every reader can already see, and nothing the meta-event
+        // forwarder has still to read.
+        let mut prunable = Condition::all()
+            .add(Column::ChangedAt.lt(before.unix_micros()))
+            .add(settled(backend));
+        if let Some(unforwarded) = self.oldest_forward_position().await? {
+            prunable = prunable.add(after(backend, Column::Txid, Column::Seq, unforwarded).not());
+        }
         let mut pruned = 0;
         loop {
             let _write = self.write_lock().await;
             let txn = self.db.begin().await?;
-            let backend = self.db.get_database_backend();
+            let seqs: Vec<i64> = delivery_change::Entity::find()
+                .select_only()
+                .column(Column::Seq)
+                .filter(prunable.clone())
+                .order_by_asc(Column::Seq)
+                .limit(PRUNE_CHUNK)
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            if seqs.is_empty() {
+                return Ok(pruned);
+            }
+            let placeholders = vec!["?"; seqs.len()].join(", ");
             let deleted = txn
                 .query_all_raw(statement(
                     backend,
-                    "DELETE FROM delivery_changes WHERE seq IN (SELECT seq FROM delivery_changes \
-                     WHERE changed_at < ? ORDER BY seq LIMIT ?) RETURNING txid, seq",
-                    vec![before.unix_micros().into(), (PRUNE_CHUNK as i64).into()],
+                    &format!(
+                        "DELETE FROM delivery_changes WHERE seq IN ({placeholders}) RETURNING txid, seq"
+                    ),
+                    seqs.iter().map(|seq| (*seq).into()).collect(),
                 ))
                 .await?;
             let mut horizon = Cursor::START;
@@ -219,7 +242,7 @@ impl Store {
             }
             txn.commit().await?;
             pruned += deleted.len() as u64;
-            if (deleted.len() as u64) < PRUNE_CHUNK {
+            if (seqs.len() as u64) < PRUNE_CHUNK {
                 return Ok(pruned);
             }
         }
