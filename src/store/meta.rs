@@ -82,18 +82,8 @@ impl Store {
     /// once: the events and the forwarding position commit together, and on
     /// PostgreSQL one process at a time does it. Returns how many.
     pub async fn forward_delivery_meta_events(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let enabled: Vec<String> = project::Entity::find()
-            .select_only()
-            .column(project::Column::Id)
-            .filter(project::Column::MetaEnabled.eq(true))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
         let mut total = 0;
-        for raw in enabled {
-            let Ok(project) = raw.parse::<ProjectId>() else {
-                continue;
-            };
+        for project in self.meta_enabled_projects().await? {
             loop {
                 match self.forward_project(&project, now).await {
                     Ok((recorded, scanned)) => {
@@ -245,21 +235,23 @@ impl Store {
         Ok((recorded, rows.len()))
     }
 
-    /// The oldest forwarding position among projects that record meta
-    /// events: changes after it must not be pruned yet.
-    pub(super) async fn oldest_forward_position(&self) -> Result<Option<Cursor>, StoreError> {
-        let enabled: Vec<String> = project::Entity::find()
+    /// The projects that record meta events.
+    async fn meta_enabled_projects(&self) -> Result<Vec<ProjectId>, StoreError> {
+        let ids: Vec<String> = project::Entity::find()
             .select_only()
             .column(project::Column::Id)
             .filter(project::Column::MetaEnabled.eq(true))
             .into_tuple()
             .all(&self.db)
             .await?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// The oldest forwarding position among projects that record meta
+    /// events: changes after it must not be pruned yet.
+    pub(super) async fn oldest_forward_position(&self) -> Result<Option<Cursor>, StoreError> {
         let mut oldest: Option<Cursor> = None;
-        for raw in enabled {
-            let Ok(project) = raw.parse::<ProjectId>() else {
-                continue;
-            };
+        for project in self.meta_enabled_projects().await? {
             let at = self.position(&forwarded(&project)).await?;
             oldest = Some(oldest.map_or(at, |o| o.min(at)));
         }
