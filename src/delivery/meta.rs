@@ -4,6 +4,7 @@
 //! `X-Convoy-Signature`), retried by the same policy as deliveries, and
 //! recorded attempt by attempt.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::request::Outbound;
 use crate::domain::delivery::{Verdict, judge};
-use crate::domain::meta::{MetaAttempt, MetaEvent, MetaEventStatus};
+use crate::domain::ids::ProjectId;
+use crate::domain::meta::{MetaAttempt, MetaEvent, MetaEventStatus, MetaSettings};
+use crate::domain::retry::RetryPolicy;
 use crate::domain::signature::{
     HashAlgorithm, SignatureConfig, SignatureEncoding, SignatureScheme,
 };
@@ -48,10 +51,26 @@ pub(super) async fn tick(shared: &Arc<Shared>) -> Result<usize, StoreError> {
             .claim_due_meta_events(&shared.node, shared.clock.now(), LEASE, SEND_BATCH)
             .await?;
         let count = due.len();
+        // Each project's settings once per batch, not once per meta event.
+        let mut projects: HashMap<ProjectId, Arc<Sending>> = HashMap::new();
         let mut sends = tokio::task::JoinSet::new();
         for event in due {
+            let sending = match projects.get(&event.project_id) {
+                Some(sending) => sending.clone(),
+                None => match shared.store.meta_sending(&event.project_id).await {
+                    Ok(read) => {
+                        let sending = Arc::new(read);
+                        projects.insert(event.project_id.clone(), sending.clone());
+                        sending
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, project = %event.project_id, "cannot read meta event settings");
+                        continue;
+                    }
+                },
+            };
             let shared = shared.clone();
-            sends.spawn(async move { send(&shared, event).await });
+            sends.spawn(async move { send(&shared, &sending, event).await });
         }
         while let Some(sent) = sends.join_next().await {
             match sent {
@@ -89,9 +108,12 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     }
 }
 
-async fn send(shared: &Shared, event: MetaEvent) -> Result<(), StoreError> {
-    let settings = shared.store.meta_settings(&event.project_id).await?;
-    let Some(url) = settings.url else {
+/// A project's meta-event settings and its own retry policy, if any.
+type Sending = (MetaSettings, Option<RetryPolicy>);
+
+async fn send(shared: &Shared, sending: &Sending, event: MetaEvent) -> Result<(), StoreError> {
+    let (settings, retry) = sending;
+    let Some(url) = &settings.url else {
         // The URL was removed since: nothing to send to; a retry by hand
         // after a URL is set again sends it.
         return shared
@@ -176,17 +198,11 @@ async fn send(shared: &Shared, event: MetaEvent) -> Result<(), StoreError> {
         }
     };
     let now = shared.clock.now();
-    let policy = shared
-        .store
-        .project_defaults(&event.project_id)
-        .await?
-        .retry
-        .unwrap_or(shared.config.retry);
     let (status, next, description) = match judge(
         attempt.http_status,
         retry_after,
         number,
-        &policy,
+        retry.as_ref().unwrap_or(&shared.config.retry),
         system::random_fraction(),
         now,
     ) {

@@ -384,13 +384,6 @@ impl Engine {
         poller::tick(&self.shared).await
     }
 
-    /// Forwards delivery outcomes into meta events and sends the meta
-    /// events that are due; returns how many were sent. The poller does this
-    /// every `poll_interval`; tests call it after moving the clock.
-    pub async fn tick_meta_events(&self) -> Result<usize, StoreError> {
-        meta::tick(&self.shared).await
-    }
-
     /// Prunes delivery changes older than the retention period; returns how
     /// many. The poller does this every minute.
     pub async fn prune_changes(&self) -> Result<u64, StoreError> {

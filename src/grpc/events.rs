@@ -144,23 +144,28 @@ impl EventService for EventApi {
             move |store, of, cursor, limit| {
                 let filter = filter.clone();
                 async move {
-                    // A subscriber far enough behind may find its next
-                    // changes pruned under it: it must hear so, not skip them.
-                    let pruned = store
-                        .delivery_changes_pruned_through()
-                        .await
-                        .map_err(ApiError::from_store("change log"))?;
-                    if cursor < pruned {
-                        return Err(ApiError::OutOfRange(
-                            "this stream fell behind the retained history; list what you \
-                             need, then watch without a cursor"
-                                .into(),
-                        ));
-                    }
                     let changes = store
                         .delivery_changes(&of, cursor, &filter, limit)
                         .await
                         .map_err(ApiError::from_store("change log"))?;
+                    // A subscriber far enough behind may find its next
+                    // changes pruned under it: it must hear so, not skip
+                    // them. Checked after the read, so a prune during it
+                    // counts too, and only when it found something (an
+                    // empty read skipped nothing yet).
+                    if !changes.is_empty() {
+                        let pruned = store
+                            .delivery_changes_pruned_through()
+                            .await
+                            .map_err(ApiError::from_store("change log"))?;
+                        if cursor < pruned {
+                            return Err(ApiError::OutOfRange(
+                                "this stream fell behind the retained history; list what \
+                                 you need, then watch without a cursor"
+                                    .into(),
+                            ));
+                        }
+                    }
                     Ok(changes
                         .iter()
                         .map(|c| (c.cursor, change_to_pb(c)))

@@ -51,19 +51,9 @@ impl ProjectApi {
     }
 
     async fn project_pb(&self, id: &ProjectId) -> Result<PbProject, ApiError> {
-        let project = self
+        let (project, settings, defaults) = self
             .store
-            .get_project(id)
-            .await
-            .map_err(ApiError::from_store("project"))?;
-        let settings = self
-            .store
-            .meta_settings(id)
-            .await
-            .map_err(ApiError::from_store("project"))?;
-        let defaults = self
-            .store
-            .project_defaults(id)
+            .project_settings(id)
             .await
             .map_err(ApiError::from_store("project"))?;
         Ok(PbProject {

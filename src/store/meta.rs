@@ -21,6 +21,7 @@ use crate::domain::meta::{
     DeliveryFacts, MetaAttempt, MetaEvent, MetaEventStatus, MetaEventType, MetaSettings,
     delivery_payload,
 };
+use crate::domain::retry::RetryPolicy;
 use crate::domain::secret::Secret;
 use crate::domain::time::Timestamp;
 use crate::domain::watch::Cursor;
@@ -35,6 +36,16 @@ fn forwarded(project: &ProjectId) -> String {
 impl Store {
     pub async fn meta_settings(&self, project: &ProjectId) -> Result<MetaSettings, StoreError> {
         read_settings(&self.db, project).await
+    }
+
+    /// What sending the project's meta events takes: its settings and its
+    /// own retry policy, if any, from one read.
+    pub async fn meta_sending(
+        &self,
+        project: &ProjectId,
+    ) -> Result<(MetaSettings, Option<RetryPolicy>), StoreError> {
+        let (_, settings, defaults) = self.project_settings(project).await?;
+        Ok((settings, defaults.retry))
     }
 
     /// Replaces the project's meta-event settings. Turning them on starts
@@ -586,6 +597,10 @@ async fn read_settings(
         .one(db)
         .await?
         .ok_or(StoreError::NotFound)?;
+    settings_from_row(&row)
+}
+
+pub(super) fn settings_from_row(row: &project::Model) -> Result<MetaSettings, StoreError> {
     let corrupt = |field: &str, detail: String| StoreError::Corrupt {
         table: "projects",
         detail: format!("{} {field}: {detail}", row.id),

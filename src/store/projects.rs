@@ -8,6 +8,7 @@ use sea_orm::{
 use super::entities::{api_key, project};
 use super::{Store, StoreError};
 use crate::domain::ids::{ApiKeyId, ProjectId};
+use crate::domain::meta::MetaSettings;
 use crate::domain::project::{Project, ProjectDefaults, ProjectName};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::secret::ApiKey;
@@ -62,14 +63,6 @@ impl Store {
         insert_key(&txn, &project.id, key_id, &key, at).await?;
         txn.commit().await?;
         Ok(())
-    }
-
-    pub async fn get_project(&self, id: &ProjectId) -> Result<Project, StoreError> {
-        let row = project::Entity::find_by_id(id.as_str())
-            .one(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        project_from_row(row)
     }
 
     pub async fn list_projects(&self) -> Result<Vec<ProjectSummary>, StoreError> {
@@ -201,6 +194,20 @@ fn project_from_row(row: project::Model) -> Result<Project, StoreError> {
 }
 
 impl Store {
+    /// The project with all its settings, from one read.
+    pub async fn project_settings(
+        &self,
+        id: &ProjectId,
+    ) -> Result<(Project, MetaSettings, ProjectDefaults), StoreError> {
+        let row = project::Entity::find_by_id(id.as_str())
+            .one(&self.db)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let meta = super::meta::settings_from_row(&row)?;
+        let defaults = defaults_from_row(&row)?;
+        Ok((project_from_row(row)?, meta, defaults))
+    }
+
     /// The retry policy and signature default the project set, if any.
     pub async fn project_defaults(&self, id: &ProjectId) -> Result<ProjectDefaults, StoreError> {
         let row = project::Entity::find_by_id(id.as_str())
