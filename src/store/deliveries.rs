@@ -8,6 +8,7 @@ use sea_orm::{
 };
 
 use super::entities::{delivery, delivery_attempt, node};
+use super::rows::{self, Field};
 use super::{Store, StoreError, statement};
 use crate::domain::delivery::{
     Attempt, AttemptError, Delivery, DeliveryStatus, ErrorClass, Verdict,
@@ -271,7 +272,8 @@ impl Store {
     ) -> Result<Vec<StatusChange>, StoreError> {
         let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
-        let attempts: Vec<delivery_attempt::ActiveModel> = results
+        let backend = self.db.get_database_backend();
+        let attempts: Vec<AttemptRow<'_>> = results
             .iter()
             .filter_map(|r| match r {
                 DeliveryResult::Attempted { attempt, .. } => Some(attempt_row(attempt)),
@@ -279,13 +281,17 @@ impl Store {
             })
             .collect();
         for chunk in attempts.chunks(WRITE_CHUNK) {
-            delivery_attempt::Entity::insert_many(chunk.iter().cloned())
-                .exec_without_returning(&txn)
-                .await?;
+            txn.execute_raw(rows::insert(
+                backend,
+                "delivery_attempts",
+                &ATTEMPT_COLUMNS,
+                chunk,
+            ))
+            .await?;
         }
         let settled: Vec<Settled<'_>> = results.iter().map(Settled::of).collect();
         for chunk in settled.chunks(SETTLE_CHUNK) {
-            let statement = settle_statement(self.db.get_database_backend(), me, chunk, now);
+            let statement = settle_statement(backend, me, chunk, now);
             txn.execute_raw(statement).await?;
         }
         let changed = run_breaker(&txn, results, now, breaker_failures).await?;
@@ -540,65 +546,56 @@ impl<'a> Settled<'a> {
     }
 }
 
-/// One UPDATE for many deliveries (a VALUES list joined on id), instead of
-/// one statement each: with SQLite every statement is a round trip to its
-/// worker thread. Only deliveries still held by `me` change.
+/// One UPDATE for many deliveries (a list of JSON rows joined on id),
+/// instead of one statement each: with SQLite every statement is a round
+/// trip to its worker thread. Only deliveries still held by `me` change.
+///
+/// The lease check is wrapped in COALESCE so that no index serves it: SQLite
+/// would otherwise walk every delivery `me` holds (the lease-owner index)
+/// and scan the rows for each, instead of looking each row up by id.
 fn settle_statement(
     backend: DbBackend,
     me: &NodeId,
-    rows: &[Settled<'_>],
+    settled: &[Settled<'_>],
     now: Timestamp,
 ) -> Statement {
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 6 + 2);
-    let mut sql = String::from(
-        "WITH v(id, status, attempts, next_attempt_at, description, http_status) AS (VALUES ",
+    use rows::{Field, field};
+    let sql = format!(
+        "UPDATE deliveries SET status = {status}, \
+         attempts = COALESCE({attempts}, deliveries.attempts), \
+         next_attempt_at = {next}, lease_owner = NULL, description = {description}, \
+         last_http_status = COALESCE({http_status}, deliveries.last_http_status), updated_at = ? \
+         FROM {source} WHERE deliveries.id = {id} AND COALESCE(deliveries.lease_owner, '') = ?",
+        id = field(0, Field::Text),
+        status = field(1, Field::Text),
+        attempts = field(2, Field::Integer),
+        next = field(3, Field::Integer),
+        description = field(4, Field::Text),
+        http_status = field(5, Field::Integer),
+        source = rows::source(backend),
     );
-    let mut n = 0;
-    let mut param = |sql: &mut String, cast: &str| {
-        n += 1;
-        match backend {
-            DbBackend::Postgres => sql.push_str(&format!("CAST(${n} AS {cast})")),
-            _ => sql.push_str(&format!("CAST(? AS {cast})")),
-        }
-    };
-    for (i, row) in rows.iter().enumerate() {
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        for (j, cast) in [
-            "VARCHAR(64)",
-            "VARCHAR(16)",
-            "INTEGER",
-            "BIGINT",
-            "TEXT",
-            "INTEGER",
-        ]
+    let encoded: Vec<_> = settled
         .iter()
-        .enumerate()
-        {
-            if j > 0 {
-                sql.push_str(", ");
-            }
-            param(&mut sql, cast);
-        }
-        sql.push(')');
-        values.push(row.id.into());
-        values.push(row.status.as_str().into());
-        values.push(row.attempts.into());
-        values.push(row.next_attempt_at.into());
-        values.push(row.description.into());
-        values.push(row.http_status.into());
-    }
-    sql.push_str(
-        ") UPDATE deliveries SET status = v.status, \
-         attempts = COALESCE(v.attempts, deliveries.attempts), \
-         next_attempt_at = v.next_attempt_at, lease_owner = NULL, description = v.description, \
-         last_http_status = COALESCE(v.http_status, deliveries.last_http_status), updated_at = ",
-    );
-    param(&mut sql, "BIGINT");
-    sql.push_str(" FROM v WHERE deliveries.id = v.id AND deliveries.lease_owner = ");
-    param(&mut sql, "VARCHAR(64)");
-    values.push(now.unix_micros().into());
-    values.push(me.as_str().into());
-    Statement::from_sql_and_values(backend, sql, values)
+        .map(|r| {
+            (
+                r.id,
+                r.status.as_str(),
+                r.attempts,
+                r.next_attempt_at,
+                r.description,
+                r.http_status,
+            )
+        })
+        .collect();
+    statement(
+        backend,
+        &sql,
+        vec![
+            now.unix_micros().into(),
+            rows::encode(&encoded).into(),
+            me.as_str().into(),
+        ],
+    )
 }
 
 fn settle(
@@ -647,23 +644,60 @@ fn filter_condition(project: &ProjectId, filter: &DeliveryFilter) -> Condition {
     condition
 }
 
-fn attempt_row(a: &Attempt) -> delivery_attempt::ActiveModel {
-    delivery_attempt::ActiveModel {
-        id: Set(a.id.to_string()),
-        delivery_id: Set(a.delivery_id.to_string()),
-        project_id: Set(a.project_id.to_string()),
-        number: Set(a.number as i32),
-        url: Set(a.url.clone()),
-        requested_at: Set(a.requested_at.unix_micros()),
-        responded_at: Set(a.responded_at.map(Timestamp::unix_micros)),
-        http_status: Set(a.http_status.map(i32::from)),
-        error: Set(a.error.as_ref().map(ToString::to_string)),
-        ip_address: Set(a.ip_address.map(|ip| ip.to_string()).unwrap_or_default()),
-        request_headers: Set(super::json_text(&a.request_headers)),
-        response_headers: Set(super::json_text(&a.response_headers)),
-        response_body: Set(a.response_body.clone()),
-        duration_ms: Set(i32::try_from(a.duration_ms).unwrap_or(i32::MAX)),
-    }
+/// A `delivery_attempts` row as [`rows::insert`] writes it, in
+/// `ATTEMPT_COLUMNS` order.
+type AttemptRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    u32,
+    &'a str,
+    i64,
+    Option<i64>,
+    Option<u16>,
+    Option<String>,
+    String,
+    String,
+    String,
+    &'a str,
+    i64,
+);
+
+const ATTEMPT_COLUMNS: [(&str, Field); 14] = [
+    ("id", Field::Text),
+    ("delivery_id", Field::Text),
+    ("project_id", Field::Text),
+    ("number", Field::Integer),
+    ("url", Field::Text),
+    ("requested_at", Field::Integer),
+    ("responded_at", Field::Integer),
+    ("http_status", Field::Integer),
+    ("error", Field::Text),
+    ("ip_address", Field::Text),
+    ("request_headers", Field::Text),
+    ("response_headers", Field::Text),
+    ("response_body", Field::Text),
+    ("duration_ms", Field::Integer),
+];
+
+fn attempt_row(a: &Attempt) -> AttemptRow<'_> {
+    (
+        a.id.as_str(),
+        a.delivery_id.as_str(),
+        a.project_id.as_str(),
+        a.number,
+        &a.url,
+        a.requested_at.unix_micros(),
+        a.responded_at.map(Timestamp::unix_micros),
+        a.http_status,
+        a.error.as_ref().map(ToString::to_string),
+        a.ip_address.map(|ip| ip.to_string()).unwrap_or_default(),
+        super::json_text(&a.request_headers),
+        super::json_text(&a.response_headers),
+        &a.response_body,
+        // The column is a 32-bit INTEGER.
+        i64::from(a.duration_ms.min(i32::MAX as u32)),
+    )
 }
 
 fn delivery_from_row(row: delivery::Model) -> Result<Delivery, StoreError> {

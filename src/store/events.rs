@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::entities::{delivery, event, idempotency_key};
+use super::rows::{self, Field};
 use super::{Store, StoreError};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::event::{Event, IdempotencyKey, Payload};
@@ -95,19 +96,24 @@ impl Store {
             .filter(|(_, o)| **o == Published::Stored)
             .map(|(r, _)| r)
             .collect();
+        let backend = self.db.get_database_backend();
         for chunk in stored.chunks(INSERT_CHUNK) {
-            event::Entity::insert_many(chunk.iter().map(|r| event_row(&r.event)))
-                .exec_without_returning(&txn)
+            let rows: Vec<EventRow<'_>> = chunk.iter().map(|r| event_row(&r.event)).collect();
+            txn.execute_raw(rows::insert(backend, "events", &EVENT_COLUMNS, &rows))
                 .await?;
         }
-        let deliveries: Vec<delivery::ActiveModel> = stored
+        let deliveries: Vec<DeliveryRow<'_>> = stored
             .iter()
             .flat_map(|r| r.deliveries.iter().map(|d| delivery_row(&r.event, d)))
             .collect();
         for chunk in deliveries.chunks(INSERT_CHUNK) {
-            delivery::Entity::insert_many(chunk.iter().cloned())
-                .exec_without_returning(&txn)
-                .await?;
+            txn.execute_raw(rows::insert(
+                backend,
+                "deliveries",
+                &DELIVERY_COLUMNS,
+                chunk,
+            ))
+            .await?;
         }
         txn.commit().await?;
         Ok(outcomes)
@@ -271,39 +277,93 @@ async fn claim_idempotency_key(
     }
 }
 
-fn event_row(event: &Event) -> event::ActiveModel {
-    event::ActiveModel {
-        id: Set(event.id.to_string()),
-        project_id: Set(event.project_id.to_string()),
-        event_type: Set(event.event_type.as_str().to_owned()),
-        payload: Set(event.payload.as_str().to_owned()),
-        custom_headers: Set(super::json_text(event.custom_headers.as_map())),
-        idempotency_key: Set(event
-            .idempotency_key
-            .as_ref()
-            .map(|k| k.as_str().to_owned())),
-        created_at: Set(event.created_at.unix_micros()),
-    }
+/// An `events` row as [`rows::insert`] writes it, in `EVENT_COLUMNS` order.
+type EventRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    String,
+    Option<&'a str>,
+    i64,
+);
+
+const EVENT_COLUMNS: [(&str, Field); 7] = [
+    ("id", Field::Text),
+    ("project_id", Field::Text),
+    ("event_type", Field::Text),
+    ("payload", Field::Text),
+    ("custom_headers", Field::Text),
+    ("idempotency_key", Field::Text),
+    ("created_at", Field::Integer),
+];
+
+fn event_row(event: &Event) -> EventRow<'_> {
+    (
+        event.id.as_str(),
+        event.project_id.as_str(),
+        event.event_type.as_str(),
+        event.payload.as_str(),
+        super::json_text(event.custom_headers.as_map()),
+        event.idempotency_key.as_ref().map(IdempotencyKey::as_str),
+        event.created_at.unix_micros(),
+    )
 }
 
-fn delivery_row(event: &Event, new: &NewDelivery) -> delivery::ActiveModel {
+/// A `deliveries` row as [`rows::insert`] writes it, in `DELIVERY_COLUMNS`
+/// order.
+type DeliveryRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'static str,
+    i64,
+    Option<i64>,
+    Option<&'a str>,
+    i64,
+    i64,
+    i64,
+    &'a str,
+    i64,
+);
+
+const DELIVERY_COLUMNS: [(&str, Field); 14] = [
+    ("id", Field::Text),
+    ("project_id", Field::Text),
+    ("event_id", Field::Text),
+    ("endpoint_id", Field::Text),
+    ("event_type", Field::Text),
+    ("status", Field::Text),
+    ("attempts", Field::Integer),
+    ("next_attempt_at", Field::Integer),
+    ("lease_owner", Field::Text),
+    ("acknowledged_at", Field::Integer),
+    ("created_at", Field::Integer),
+    ("updated_at", Field::Integer),
+    ("description", Field::Text),
+    ("last_http_status", Field::Integer),
+];
+
+fn delivery_row<'a>(event: &'a Event, new: &'a NewDelivery) -> DeliveryRow<'a> {
     let at = event.created_at.unix_micros();
-    delivery::ActiveModel {
-        id: Set(new.id.to_string()),
-        project_id: Set(event.project_id.to_string()),
-        event_id: Set(event.id.to_string()),
-        endpoint_id: Set(new.endpoint_id.to_string()),
-        event_type: Set(event.event_type.as_str().to_owned()),
-        status: Set(new.status.as_str().to_owned()),
-        attempts: Set(0),
-        next_attempt_at: Set((new.status != DeliveryStatus::Discarded).then_some(at)),
-        lease_owner: Set(new.lease_owner.as_ref().map(ToString::to_string)),
-        acknowledged_at: Set(at),
-        created_at: Set(at),
-        updated_at: Set(at),
-        description: Set(new.description.clone()),
-        last_http_status: Set(0),
-    }
+    (
+        new.id.as_str(),
+        event.project_id.as_str(),
+        event.id.as_str(),
+        new.endpoint_id.as_str(),
+        event.event_type.as_str(),
+        new.status.as_str(),
+        0,
+        (new.status != DeliveryStatus::Discarded).then_some(at),
+        new.lease_owner.as_ref().map(NodeId::as_str),
+        at,
+        at,
+        at,
+        &new.description,
+        0,
+    )
 }
 
 pub(super) fn event_from_row(row: event::Model) -> Result<Event, StoreError> {

@@ -8,6 +8,7 @@ mod entities;
 mod events;
 mod meta;
 mod projects;
+mod rows;
 #[cfg(test)]
 mod tests;
 mod watch;

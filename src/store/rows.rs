@@ -1,0 +1,95 @@
+//! Many rows in one statement whose text never changes: the rows travel as a
+//! single JSON array of arrays, bound as one parameter and unpacked by the
+//! database (`jsonb_each` on SQLite, `json_array_elements` on PostgreSQL).
+//!
+//! This is how the delivery path writes. A multi-row `VALUES` list differs
+//! with every row count, so each batch was parsed and planned anew, and
+//! building its per-row value list cost more than the insert itself. A fixed
+//! statement is prepared once per connection and stays in its cache.
+
+use sea_orm::{DbBackend, Statement};
+use serde::Serialize;
+
+use super::statement;
+
+/// How a JSON field becomes a column value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Field {
+    Text,
+    Integer,
+}
+
+/// The SQL expression for field `index` of the current row (`r.value`).
+pub(super) fn field(index: usize, kind: Field) -> String {
+    match kind {
+        Field::Text => format!("(r.value ->> {index})"),
+        Field::Integer => format!("CAST(r.value ->> {index} AS BIGINT)"),
+    }
+}
+
+/// The table of rows, named `r` with one JSON column `value`, that a
+/// statement reads from; its one `?` takes [`encode`]'s text.
+pub(super) fn source(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "json_array_elements(CAST(? AS json)) AS r(value)",
+        _ => "jsonb_each(?) AS r",
+    }
+}
+
+/// The rows as one JSON array; each row is a tuple, written as an array in
+/// the order of its columns.
+pub(super) fn encode<R: Serialize>(rows: &[R]) -> String {
+    serde_json::to_string(rows).expect("tuples of strings and integers always serialize")
+}
+
+/// `INSERT INTO table (columns…) SELECT … FROM rows`, the fields of each row
+/// going to `columns` in order.
+pub(super) fn insert<R: Serialize>(
+    backend: DbBackend,
+    table: &str,
+    columns: &[(&str, Field)],
+    rows: &[R],
+) -> Statement {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| field(i, *kind))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM {}",
+        names.join(", "),
+        values.join(", "),
+        source(backend),
+    );
+    statement(backend, &sql, vec![encode(rows).into()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_text_is_the_same_for_any_row_count() {
+        let columns = [("id", Field::Text), ("n", Field::Integer)];
+        let one = insert(DbBackend::Sqlite, "t", &columns, &[("a", 1)]);
+        let many = insert(DbBackend::Sqlite, "t", &columns, &[("a", 1), ("b", 2)]);
+        assert_eq!(one.sql, many.sql);
+        assert_eq!(
+            one.sql,
+            "INSERT INTO t (id, n) SELECT (r.value ->> 0), CAST(r.value ->> 1 AS BIGINT) \
+             FROM jsonb_each(?) AS r"
+        );
+        let pg = insert(DbBackend::Postgres, "t", &columns, &[("a", 1)]);
+        assert!(
+            pg.sql
+                .ends_with("FROM json_array_elements(CAST($1 AS json)) AS r(value)")
+        );
+    }
+
+    #[test]
+    fn rows_are_arrays_in_column_order_with_null_for_none() {
+        let rows = [("a\"b", Some(1_i64), None::<&str>)];
+        assert_eq!(encode(&rows), r#"[["a\"b",1,null]]"#);
+    }
+}
