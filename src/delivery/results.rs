@@ -14,6 +14,12 @@ use crate::store::DeliveryResult;
 const MAX_BATCH: usize = 1_000;
 /// Pause before writing a failed batch again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// A batch smaller than this waits `LINGER` for more results before it is
+/// written. At low rates every result would otherwise take a transaction
+/// (and an fsync) of its own, and publishes would queue behind them for
+/// SQLite's single writer. Under load batches are larger and never wait.
+const LINGER_BELOW: usize = 32;
+const LINGER: Duration = Duration::from_millis(2);
 
 pub(super) enum Message {
     Result(DeliveryResult),
@@ -26,6 +32,18 @@ pub(super) async fn run(shared: Arc<Shared>, mut messages: mpsc::Receiver<Messag
     let mut received = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while messages.recv_many(&mut received, MAX_BATCH).await > 0 {
+        if received.len() < LINGER_BELOW {
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while received.len() < MAX_BATCH {
+                let room = MAX_BATCH - received.len();
+                match tokio::time::timeout_at(deadline, messages.recv_many(&mut received, room))
+                    .await
+                {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
         let mut flushed = Vec::new();
         for message in received.drain(..) {
             match message {

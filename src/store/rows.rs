@@ -65,6 +65,27 @@ pub(super) fn insert<R: Serialize>(
     statement(backend, &sql, vec![encode(rows).into()])
 }
 
+/// The statements as few round trips as the backend allows: on SQLite one
+/// statement text holding them all, each `?` bound in order (every
+/// statement is otherwise a round trip to the connection's worker thread);
+/// on PostgreSQL, which takes one parameterized statement at a time, as
+/// they are.
+pub(super) fn chain(backend: DbBackend, statements: Vec<Statement>) -> Vec<Statement> {
+    if backend == DbBackend::Postgres || statements.len() < 2 {
+        return statements;
+    }
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for statement in statements {
+        if !sql.is_empty() {
+            sql.push_str("; ");
+        }
+        sql.push_str(&statement.sql);
+        values.extend(statement.values.into_iter().flat_map(|v| v.0));
+    }
+    vec![Statement::from_sql_and_values(backend, sql, values)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +105,30 @@ mod tests {
         assert!(
             pg.sql
                 .ends_with("FROM json_array_elements(CAST($1 AS json)) AS r(value)")
+        );
+    }
+
+    #[test]
+    fn chains_into_one_statement_on_sqlite_only() {
+        let columns = [("id", Field::Text)];
+        let statements = |backend| {
+            vec![
+                insert(backend, "a", &columns, &[("x",)]),
+                insert(backend, "b", &columns, &[("y",)]),
+            ]
+        };
+        let sqlite = chain(DbBackend::Sqlite, statements(DbBackend::Sqlite));
+        assert_eq!(sqlite.len(), 1);
+        assert!(
+            sqlite[0]
+                .sql
+                .contains("FROM jsonb_each(?) AS r; INSERT INTO b")
+        );
+        let bound: Vec<sea_orm::Value> = sqlite[0].values.clone().unwrap().0;
+        assert_eq!(bound, vec![r#"[["x"]]"#.into(), r#"[["y"]]"#.into()]);
+        assert_eq!(
+            chain(DbBackend::Postgres, statements(DbBackend::Postgres)).len(),
+            2
         );
     }
 
