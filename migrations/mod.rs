@@ -14,6 +14,7 @@ mod m20261122_000006_project_breaker_failures;
 mod m20261122_000007_delivery_changes;
 mod m20261122_000008_meta_events;
 mod m20261122_000009_project_defaults;
+mod m20261123_000010_drop_lease_owner_index;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_delivery_changes::Migration),
             Box::new(m20261122_000008_meta_events::Migration),
             Box::new(m20261122_000009_project_defaults::Migration),
+            Box::new(m20261123_000010_drop_lease_owner_index::Migration),
         ]
     }
 }

@@ -280,18 +280,15 @@ impl Store {
                 _ => None,
             })
             .collect();
-        for chunk in attempts.chunks(WRITE_CHUNK) {
-            txn.execute_raw(rows::insert(
-                backend,
-                "delivery_attempts",
-                &ATTEMPT_COLUMNS,
-                chunk,
-            ))
-            .await?;
-        }
+        let mut statements: Vec<Statement> = attempts
+            .chunks(WRITE_CHUNK)
+            .map(|chunk| rows::insert(backend, "delivery_attempts", &ATTEMPT_COLUMNS, chunk))
+            .collect();
         let settled: Vec<Settled<'_>> = results.iter().map(Settled::of).collect();
         for chunk in settled.chunks(SETTLE_CHUNK) {
-            let statement = settle_statement(backend, me, chunk, now);
+            statements.push(settle_statement(backend, me, chunk, now));
+        }
+        for statement in rows::chain(backend, statements) {
             txn.execute_raw(statement).await?;
         }
         let changed = run_breaker(&txn, results, now, breaker_failures).await?;
@@ -436,10 +433,15 @@ async fn run_breaker(
                     last_error: String::new(),
                 });
             }
+            // Usually already so: then no row, and no page, is written.
             txn.execute_raw(statement(
                 backend,
-                "UPDATE endpoints SET consecutive_failures = ? WHERE id = ?",
-                vec![health.failures.into(), endpoint.as_str().into()],
+                "UPDATE endpoints SET consecutive_failures = ? WHERE id = ? AND consecutive_failures <> ?",
+                vec![
+                    health.failures.into(),
+                    endpoint.as_str().into(),
+                    health.failures.into(),
+                ],
             ))
             .await?;
         } else if health.failures > 0 {
