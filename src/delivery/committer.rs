@@ -1,7 +1,10 @@
 //! Group commit: publishes that arrive while a transaction is being written
 //! wait and share the next one, so durable (fsync'd) commits do not cap
-//! throughput at the disk's sync rate. After each commit the deliveries that
-//! got a place in memory go straight to the dispatcher.
+//! throughput at the disk's sync rate. Delivery results (from [`results`])
+//! join the same transactions. After each commit the deliveries that got a
+//! place in memory go straight to the dispatcher.
+//!
+//! [`results`]: super::results
 
 use std::sync::Arc;
 
@@ -10,21 +13,42 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Job, Shared};
 use crate::domain::delivery::DeliveryStatus;
-use crate::store::{PublishRecord, Published, StoreError};
+use crate::store::{
+    DeliveryResult, PublishRecord, Published, ResultBatch, StatusChange, StoreError,
+};
 
 /// Deliveries per transaction, at most (a single larger request still goes
 /// in one transaction).
 const MAX_BATCH_DELIVERIES: usize = 5_000;
+/// Fewer results than this, with no publish to go with them, wait up to
+/// `LINGER` for one. At low rates each result would otherwise take a
+/// transaction (and an fsync) of its own, and the next publish would queue
+/// behind it for SQLite's single writer; this way it carries them. Under
+/// load, results find publishes waiting and never linger.
+const LINGER_BELOW: usize = 32;
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 pub(super) struct CommitRequest {
     pub(super) records: Vec<PublishRecord>,
+    /// Results to record in the same transaction (at most one request in a
+    /// transaction carries any).
+    pub(super) results: Option<Arc<Vec<DeliveryResult>>>,
     pub(super) reply: oneshot::Sender<Result<Committed, Arc<StoreError>>>,
 }
 
-/// The records as stored (leases decided) and what became of each.
+impl CommitRequest {
+    fn size(&self) -> usize {
+        let records: usize = self.records.iter().map(|r| r.deliveries.len().max(1)).sum();
+        records + self.results.as_ref().map_or(0, |r| r.len())
+    }
+}
+
+/// The records as stored (leases decided) and what became of each, and the
+/// endpoints whose status recording the results changed.
 pub(super) struct Committed {
     pub(super) records: Vec<PublishRecord>,
     pub(super) outcomes: Vec<Published>,
+    pub(super) changes: Vec<StatusChange>,
 }
 
 pub(super) async fn run(
@@ -32,34 +56,53 @@ pub(super) async fn run(
     mut requests: mpsc::Receiver<CommitRequest>,
     cancel: CancellationToken,
 ) {
+    // A request with results that found the batch already holding some.
+    let mut held: Option<CommitRequest> = None;
     loop {
-        let first = tokio::select! {
-            request = requests.recv() => match request {
-                Some(request) => request,
-                None => return,
+        let first = match held.take() {
+            Some(request) => request,
+            None => tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => request,
+                    None => return,
+                },
+                () = cancel.cancelled() => return,
             },
-            () = cancel.cancelled() => return,
         };
-        let mut batch = vec![first];
-        let mut size: usize = batch[0]
-            .records
-            .iter()
-            .map(|r| r.deliveries.len().max(1))
-            .sum();
-        while size < MAX_BATCH_DELIVERIES {
+        let linger = first.records.is_empty() && first.size() < LINGER_BELOW;
+        let mut batch = Batch::default();
+        batch.add(first);
+        if linger && let Ok(Some(next)) = tokio::time::timeout(LINGER, requests.recv()).await {
+            held = batch.add(next);
+        }
+        while held.is_none() && batch.size < MAX_BATCH_DELIVERIES {
             match requests.try_recv() {
-                Ok(next) => {
-                    size += next
-                        .records
-                        .iter()
-                        .map(|r| r.deliveries.len().max(1))
-                        .sum::<usize>();
-                    batch.push(next);
-                }
+                Ok(next) => held = batch.add(next),
                 Err(_) => break,
             }
         }
-        commit(&shared, batch).await;
+        commit(&shared, batch.requests).await;
+    }
+}
+
+/// The requests one transaction takes.
+#[derive(Default)]
+struct Batch {
+    requests: Vec<CommitRequest>,
+    size: usize,
+    with_results: bool,
+}
+
+impl Batch {
+    /// Takes `next`, or hands it back when the batch has results already.
+    fn add(&mut self, next: CommitRequest) -> Option<CommitRequest> {
+        if next.results.is_some() && self.with_results {
+            return Some(next);
+        }
+        self.size += next.size();
+        self.with_results |= next.results.is_some();
+        self.requests.push(next);
+        None
     }
 }
 
@@ -72,8 +115,19 @@ async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
         .flat_map(|r| r.records.iter().cloned())
         .collect();
     let dedup_since = shared.dedup_since();
-    match shared.store.publish(&all, dedup_since).await {
-        Ok(outcomes) => {
+    let results = batch.iter().find_map(|r| r.results.clone());
+    let result_batch = results.as_ref().map(|results| ResultBatch {
+        me: &shared.node,
+        results,
+        now: shared.clock.now(),
+        breaker_failures: shared.config.breaker_failures,
+    });
+    match shared
+        .store
+        .write(&all, dedup_since, result_batch.as_ref())
+        .await
+    {
+        Ok((outcomes, mut changes)) => {
             use std::sync::atomic::Ordering::Relaxed;
             shared.stats.commits.fetch_add(1, Relaxed);
             let stored = outcomes.iter().filter(|o| **o == Published::Stored).count();
@@ -85,6 +139,11 @@ async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
                 let _ = request.reply.send(Ok(Committed {
                     records: request.records,
                     outcomes: mine,
+                    changes: if request.results.is_some() {
+                        std::mem::take(&mut changes)
+                    } else {
+                        Vec::new()
+                    },
                 }));
             }
         }

@@ -216,7 +216,7 @@ impl Engine {
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         tasks.spawn(committer::run(shared.clone(), commit_rx, cancel.clone()));
-        tasks.spawn(results::run(shared.clone(), results_rx));
+        tasks.spawn(results::run(shared.clone(), results_rx, commits.clone()));
         tasks.spawn(poller::run(shared.clone(), cancel.clone()));
         tasks.spawn(meta::run(shared.clone(), cancel.clone()));
         let engine = Self {
@@ -284,7 +284,11 @@ impl Engine {
 
         let (reply, committed) = oneshot::channel();
         self.commits
-            .send(CommitRequest { records, reply })
+            .send(CommitRequest {
+                records,
+                results: None,
+                reply,
+            })
             .await
             .map_err(|_| PublishError::ShuttingDown)?;
         let committed = committed.await.map_err(|_| PublishError::ShuttingDown)??;

@@ -1,6 +1,10 @@
 //! Writes what happened to deliveries, many per transaction. Senders hand
 //! results over a bounded channel, so a slow database slows sending rather
-//! than growing memory.
+//! than growing memory. Batches go through the [`committer`], to share its
+//! transactions with publishes; once the engine stops taking publishes they
+//! are written directly.
+//!
+//! [`committer`]: super::committer
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,18 +12,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
-use crate::store::DeliveryResult;
+use super::committer::CommitRequest;
+use crate::store::{DeliveryResult, StatusChange, StoreError};
 
 /// Results per transaction, at most.
 const MAX_BATCH: usize = 1_000;
 /// Pause before writing a failed batch again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
-/// A batch smaller than this waits `LINGER` for more results before it is
-/// written. At low rates every result would otherwise take a transaction
-/// (and an fsync) of its own, and publishes would queue behind them for
-/// SQLite's single writer. Under load batches are larger and never wait.
-const LINGER_BELOW: usize = 32;
-const LINGER: Duration = Duration::from_millis(2);
 
 pub(super) enum Message {
     Result(DeliveryResult),
@@ -28,22 +27,14 @@ pub(super) enum Message {
 }
 
 /// Runs until every sender is gone.
-pub(super) async fn run(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut messages: mpsc::Receiver<Message>,
+    commits: mpsc::Sender<CommitRequest>,
+) {
     let mut received = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while messages.recv_many(&mut received, MAX_BATCH).await > 0 {
-        if received.len() < LINGER_BELOW {
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while received.len() < MAX_BATCH {
-                let room = MAX_BATCH - received.len();
-                match tokio::time::timeout_at(deadline, messages.recv_many(&mut received, room))
-                    .await
-                {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
-            }
-        }
         let mut flushed = Vec::new();
         for message in received.drain(..) {
             match message {
@@ -52,8 +43,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut messages: mpsc::Receiver<Messag
             }
         }
         if !batch.is_empty() {
-            write(&shared, &batch).await;
-            batch.clear();
+            write(&shared, &commits, Arc::new(std::mem::take(&mut batch))).await;
+            batch = Vec::with_capacity(MAX_BATCH);
         }
         for done in flushed {
             let _ = done.send(());
@@ -64,18 +55,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut messages: mpsc::Receiver<Messag
 /// Keeps trying: a result that is never written means the delivery is sent
 /// again after this node's lease lapses, which is allowed (at least once)
 /// but worth avoiding. Gives up only when the engine is told to stop.
-async fn write(shared: &Arc<Shared>, batch: &[DeliveryResult]) {
+async fn write(
+    shared: &Arc<Shared>,
+    commits: &mpsc::Sender<CommitRequest>,
+    batch: Arc<Vec<DeliveryResult>>,
+) {
     loop {
-        match shared
-            .store
-            .record_results(
-                &shared.node,
-                batch,
-                shared.clock.now(),
-                shared.config.breaker_failures,
-            )
-            .await
-        {
+        match commit(shared, commits, &batch).await {
             Ok(changes) => {
                 for change in changes {
                     shared.cache.invalidate(&change.endpoint_id);
@@ -99,4 +85,34 @@ async fn write(shared: &Arc<Shared>, batch: &[DeliveryResult]) {
             }
         }
     }
+}
+
+/// Records `batch` in the committer's next transaction, or on its own once
+/// the committer has stopped.
+async fn commit(
+    shared: &Shared,
+    commits: &mpsc::Sender<CommitRequest>,
+    batch: &Arc<Vec<DeliveryResult>>,
+) -> Result<Vec<StatusChange>, Arc<StoreError>> {
+    let (reply, committed) = oneshot::channel();
+    let request = CommitRequest {
+        records: Vec::new(),
+        results: Some(batch.clone()),
+        reply,
+    };
+    if commits.send(request).await.is_ok()
+        && let Ok(committed) = committed.await
+    {
+        return committed.map(|c| c.changes);
+    }
+    shared
+        .store
+        .record_results(
+            &shared.node,
+            batch,
+            shared.clock.now(),
+            shared.config.breaker_failures,
+        )
+        .await
+        .map_err(Arc::new)
 }

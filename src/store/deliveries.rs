@@ -8,6 +8,7 @@ use sea_orm::{
 };
 
 use super::entities::{delivery, delivery_attempt, node};
+use super::events::{PublishRecord, Published};
 use super::rows::{self, Field};
 use super::{Store, StoreError, statement};
 use crate::domain::delivery::{
@@ -254,15 +255,9 @@ impl Store {
         rows.into_iter().map(delivery_from_row).collect()
     }
 
-    /// Records what happened to held deliveries, in one transaction. A
-    /// delivery no longer held by `me` (another node took it over after
-    /// presuming `me` dead) keeps its state; its attempt is still recorded.
-    ///
-    /// Also runs the circuit breaker: a success resets the endpoint's count
-    /// of consecutive failed attempts (and makes a PENDING endpoint ACTIVE);
-    /// failures add to it, and at `breaker_failures`, or at once on HTTP 410
-    /// Gone, an ACTIVE or PENDING endpoint becomes INACTIVE. Returns the
-    /// endpoints whose status changed.
+    /// Records what happened to held deliveries, in one transaction (see
+    /// [`ResultBatch`]). Returns the endpoints whose status the circuit
+    /// breaker changed.
     pub async fn record_results(
         &self,
         me: &NodeId,
@@ -270,30 +265,46 @@ impl Store {
         now: Timestamp,
         breaker_failures: u32,
     ) -> Result<Vec<StatusChange>, StoreError> {
+        let batch = ResultBatch {
+            me,
+            results,
+            now,
+            breaker_failures,
+        };
+        let (_, changed) = self.write(&[], now, Some(&batch)).await?;
+        Ok(changed)
+    }
+
+    /// Publishes `records` (as [`Store::publish`]) and records `results` (as
+    /// [`Store::record_results`]) in one transaction: on the delivery path
+    /// both kinds of write share one commit and, on SQLite, one round trip
+    /// to the connection's worker.
+    pub async fn write(
+        &self,
+        records: &[PublishRecord],
+        dedup_since: Timestamp,
+        results: Option<&ResultBatch<'_>>,
+    ) -> Result<(Vec<Published>, Vec<StatusChange>), StoreError> {
         let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
         let backend = self.db.get_database_backend();
-        let attempts: Vec<AttemptRow<'_>> = results
-            .iter()
-            .filter_map(|r| match r {
-                DeliveryResult::Attempted { attempt, .. } => Some(attempt_row(attempt)),
-                _ => None,
-            })
-            .collect();
-        let mut statements: Vec<Statement> = attempts
-            .chunks(WRITE_CHUNK)
-            .map(|chunk| rows::insert(backend, "delivery_attempts", &ATTEMPT_COLUMNS, chunk))
-            .collect();
-        let settled: Vec<Settled<'_>> = results.iter().map(Settled::of).collect();
-        for chunk in settled.chunks(SETTLE_CHUNK) {
-            statements.push(settle_statement(backend, me, chunk, now));
+        let mut statements = Vec::new();
+        let outcomes =
+            super::events::publish_statements(&txn, records, dedup_since, &mut statements).await?;
+        if let Some(batch) = results {
+            statements.extend(result_statements(backend, batch));
         }
         for statement in rows::chain(backend, statements) {
             txn.execute_raw(statement).await?;
         }
-        let changed = run_breaker(&txn, results, now, breaker_failures).await?;
+        let changed = match results {
+            Some(batch) => {
+                run_breaker(&txn, batch.results, batch.now, batch.breaker_failures).await?
+            }
+            None => Vec::new(),
+        };
         txn.commit().await?;
-        Ok(changed)
+        Ok((outcomes, changed))
     }
 
     /// Announces a node (or refreshes its heartbeat).
@@ -546,6 +557,42 @@ impl<'a> Settled<'a> {
             },
         }
     }
+}
+
+/// What happened to held deliveries, to be recorded. A delivery no longer
+/// held by `me` (another node took it over after presuming `me` dead) keeps
+/// its state; its attempt is still recorded.
+///
+/// The circuit breaker runs too: a success resets the endpoint's count of
+/// consecutive failed attempts (and makes a PENDING endpoint ACTIVE);
+/// failures add to it, and at `breaker_failures`, or at once on HTTP 410
+/// Gone, an ACTIVE or PENDING endpoint becomes INACTIVE.
+pub struct ResultBatch<'a> {
+    pub me: &'a NodeId,
+    pub results: &'a [DeliveryResult],
+    pub now: Timestamp,
+    pub breaker_failures: u32,
+}
+
+/// The attempts' INSERTs and the deliveries' UPDATEs for `batch`.
+fn result_statements(backend: DbBackend, batch: &ResultBatch<'_>) -> Vec<Statement> {
+    let attempts: Vec<AttemptRow<'_>> = batch
+        .results
+        .iter()
+        .filter_map(|r| match r {
+            DeliveryResult::Attempted { attempt, .. } => Some(attempt_row(attempt)),
+            _ => None,
+        })
+        .collect();
+    let mut statements: Vec<Statement> = attempts
+        .chunks(WRITE_CHUNK)
+        .map(|chunk| rows::insert(backend, "delivery_attempts", &ATTEMPT_COLUMNS, chunk))
+        .collect();
+    let settled: Vec<Settled<'_>> = batch.results.iter().map(Settled::of).collect();
+    for chunk in settled.chunks(SETTLE_CHUNK) {
+        statements.push(settle_statement(backend, batch.me, chunk, batch.now));
+    }
+    statements
 }
 
 /// One UPDATE for many deliveries (a list of JSON rows joined on id),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
 use super::entities::{delivery, event, idempotency_key};
@@ -67,55 +67,7 @@ impl Store {
         records: &[PublishRecord],
         dedup_since: Timestamp,
     ) -> Result<Vec<Published>, StoreError> {
-        let _write = self.write_lock().await;
-        let txn = self.db.begin().await?;
-        let mut outcomes = Vec::with_capacity(records.len());
-        let mut seen_in_batch: HashMap<(&ProjectId, &str), EventId> = HashMap::new();
-        for record in records {
-            let event = &record.event;
-            let outcome = match &event.idempotency_key {
-                None => Published::Stored,
-                Some(key) => match seen_in_batch.get(&(&event.project_id, key.as_str())) {
-                    Some(original) => Published::Duplicate(original.clone()),
-                    None => {
-                        let outcome = claim_idempotency_key(&txn, event, key, dedup_since).await?;
-                        if outcome == Published::Stored {
-                            seen_in_batch
-                                .insert((&event.project_id, key.as_str()), event.id.clone());
-                        }
-                        outcome
-                    }
-                },
-            };
-            outcomes.push(outcome);
-        }
-
-        let stored: Vec<&PublishRecord> = records
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| **o == Published::Stored)
-            .map(|(r, _)| r)
-            .collect();
-        let backend = self.db.get_database_backend();
-        for chunk in stored.chunks(INSERT_CHUNK) {
-            let rows: Vec<EventRow<'_>> = chunk.iter().map(|r| event_row(&r.event)).collect();
-            txn.execute_raw(rows::insert(backend, "events", &EVENT_COLUMNS, &rows))
-                .await?;
-        }
-        let deliveries: Vec<DeliveryRow<'_>> = stored
-            .iter()
-            .flat_map(|r| r.deliveries.iter().map(|d| delivery_row(&r.event, d)))
-            .collect();
-        for chunk in deliveries.chunks(INSERT_CHUNK) {
-            txn.execute_raw(rows::insert(
-                backend,
-                "deliveries",
-                &DELIVERY_COLUMNS,
-                chunk,
-            ))
-            .await?;
-        }
-        txn.commit().await?;
+        let (outcomes, _) = self.write(records, dedup_since, None).await?;
         Ok(outcomes)
     }
 
@@ -232,6 +184,61 @@ impl Store {
         }
         Ok(targets)
     }
+}
+
+/// Claims the records' idempotency keys in `txn` and adds the statements
+/// that insert the records it may store to `statements`; says what becomes
+/// of each record (see [`Store::publish`]).
+pub(super) async fn publish_statements(
+    txn: &DatabaseTransaction,
+    records: &[PublishRecord],
+    dedup_since: Timestamp,
+    statements: &mut Vec<Statement>,
+) -> Result<Vec<Published>, StoreError> {
+    let mut outcomes = Vec::with_capacity(records.len());
+    let mut seen_in_batch: HashMap<(&ProjectId, &str), EventId> = HashMap::new();
+    for record in records {
+        let event = &record.event;
+        let outcome = match &event.idempotency_key {
+            None => Published::Stored,
+            Some(key) => match seen_in_batch.get(&(&event.project_id, key.as_str())) {
+                Some(original) => Published::Duplicate(original.clone()),
+                None => {
+                    let outcome = claim_idempotency_key(txn, event, key, dedup_since).await?;
+                    if outcome == Published::Stored {
+                        seen_in_batch.insert((&event.project_id, key.as_str()), event.id.clone());
+                    }
+                    outcome
+                }
+            },
+        };
+        outcomes.push(outcome);
+    }
+
+    let stored: Vec<&PublishRecord> = records
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| **o == Published::Stored)
+        .map(|(r, _)| r)
+        .collect();
+    let backend = txn.get_database_backend();
+    for chunk in stored.chunks(INSERT_CHUNK) {
+        let rows: Vec<EventRow<'_>> = chunk.iter().map(|r| event_row(&r.event)).collect();
+        statements.push(rows::insert(backend, "events", &EVENT_COLUMNS, &rows));
+    }
+    let deliveries: Vec<DeliveryRow<'_>> = stored
+        .iter()
+        .flat_map(|r| r.deliveries.iter().map(|d| delivery_row(&r.event, d)))
+        .collect();
+    for chunk in deliveries.chunks(INSERT_CHUNK) {
+        statements.push(rows::insert(
+            backend,
+            "deliveries",
+            &DELIVERY_COLUMNS,
+            chunk,
+        ));
+    }
+    Ok(outcomes)
 }
 
 /// Takes the key for `event`, unless it was used at or after `since`.
