@@ -1,8 +1,8 @@
 //! Writes what happened to deliveries, many per transaction. Senders hand
 //! results over a bounded channel, so a slow database slows sending rather
-//! than growing memory. Batches go through the [`committer`], to share its
-//! transactions with publishes; once the engine stops taking publishes they
-//! are written directly.
+//! than growing memory. On SQLite, which has one writer, batches go through
+//! the [`committer`] to share its transactions with publishes; once the
+//! engine stops taking publishes they are written directly.
 //!
 //! [`committer`]: super::committer
 
@@ -87,23 +87,26 @@ async fn write(
     }
 }
 
-/// Records `batch` in the committer's next transaction, or on its own once
-/// the committer has stopped.
+/// Records `batch`: on SQLite in the committer's next transaction (or on
+/// its own once the committer has stopped). PostgreSQL runs transactions
+/// side by side, so there results keep their own, next to the publishes'.
 async fn commit(
     shared: &Shared,
     commits: &mpsc::Sender<CommitRequest>,
     batch: &Arc<Vec<DeliveryResult>>,
 ) -> Result<Vec<StatusChange>, Arc<StoreError>> {
-    let (reply, committed) = oneshot::channel();
-    let request = CommitRequest {
-        records: Vec::new(),
-        results: Some(batch.clone()),
-        reply,
-    };
-    if commits.send(request).await.is_ok()
-        && let Ok(committed) = committed.await
-    {
-        return committed.map(|c| c.changes);
+    if shared.store.is_embedded() {
+        let (reply, committed) = oneshot::channel();
+        let request = CommitRequest {
+            records: Vec::new(),
+            results: Some(batch.clone()),
+            reply,
+        };
+        if commits.send(request).await.is_ok()
+            && let Ok(committed) = committed.await
+        {
+            return committed.map(|c| c.changes);
+        }
     }
     shared
         .store
