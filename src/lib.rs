@@ -11,8 +11,9 @@
 //!   the change logs that watch streams tail; the only module that touches
 //!   SQL.
 //! - [`migration`]: the schema migrations (top-level `migrations/`).
-//! - [`delivery`]: the delivery engine: group commit of publishes, fair
-//!   in-memory dispatch, signed HTTP sends, batched result writes, the
+//! - [`delivery`]: the delivery engine: group commit of publishes (with
+//!   results, on SQLite), fair in-memory dispatch, signed HTTP sends,
+//!   batched result writes, the
 //!   poller for retries and recovery, meta events on their way out.
 //! - [`grpc`]: generated protobuf types, their conversion to the domain,
 //!   API-key authentication, the error-to-status mapping, the services and

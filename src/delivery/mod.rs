@@ -3,7 +3,8 @@
 //!
 //! Flow: `publish` → [`committer`] (group commit, leases deliveries to this
 //! node) → [`dispatcher`] (fair in-memory lanes) → `send_one` ([`request`] +
-//! [`http`]) → [`results`] (batched writes). The [`poller`] feeds the
+//! [`http`]) → [`results`] (batched writes; on SQLite back through the
+//! committer, to share its transactions). The [`poller`] feeds the
 //! dispatcher from the store: retries that come due, overflow, and the
 //! deliveries of nodes that died.
 
