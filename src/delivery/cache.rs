@@ -4,6 +4,7 @@
 //! process on the same database within `ttl`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -49,6 +50,12 @@ pub(super) struct EndpointCache {
     ttl: Duration,
     entries: RwLock<Entries>,
     projects: RwLock<ProjectLists>,
+    /// Bumped by every invalidation. A read from the store is cached only
+    /// if no invalidation came while it was under way: otherwise a read
+    /// that began before a change could put the old state back after the
+    /// change's invalidation, for a whole `ttl` (say, an endpoint still
+    /// INACTIVE after it was activated, so publishes to it are discarded).
+    generation: AtomicU64,
 }
 
 impl EndpointCache {
@@ -58,7 +65,12 @@ impl EndpointCache {
             ttl,
             entries: RwLock::new(HashMap::new()),
             projects: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// `None` when the endpoint does not exist (any more).
@@ -71,6 +83,7 @@ impl EndpointCache {
         {
             return Ok(snapshot.clone());
         }
+        let generation = self.generation();
         let snapshot = self.store.endpoint_snapshot(id).await?.map(|stored| {
             Arc::new(EndpointSnapshot {
                 endpoint: stored.endpoint,
@@ -78,12 +91,22 @@ impl EndpointCache {
                 retry: stored.retry,
             })
         });
+        self.fill(id, generation, snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// Caches what was read from the store for `id`, unless an invalidation
+    /// came since `generation` (when the read began).
+    fn fill(&self, id: &EndpointId, generation: u64, snapshot: Option<Arc<EndpointSnapshot>>) {
         let mut entries = self.write();
+        // Checked under the lock that invalidations take too.
+        if self.generation() != generation {
+            return;
+        }
         if entries.len() > PRUNE_ABOVE {
             entries.retain(|_, (loaded, _)| loaded.elapsed() < self.ttl);
         }
-        entries.insert(id.clone(), (Instant::now(), snapshot.clone()));
-        Ok(snapshot)
+        entries.insert(id.clone(), (Instant::now(), snapshot));
     }
 
     /// Every endpoint of `project`, oldest first.
@@ -100,12 +123,16 @@ impl EndpointCache {
         {
             return Ok(list.clone());
         }
+        let generation = self.generation();
         let list = Arc::new(
             self.store
                 .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
                 .await?,
         );
         let mut projects = self.projects.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != generation {
+            return Ok(list);
+        }
         if projects.len() > PRUNE_ABOVE {
             projects.retain(|_, (loaded, _)| loaded.elapsed() < self.ttl);
         }
@@ -123,21 +150,21 @@ impl EndpointCache {
     }
 
     pub(super) fn invalidate_all(&self) {
-        self.write().clear();
-        self.projects
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let mut entries = self.write();
+        let mut projects = self.projects.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+        projects.clear();
     }
 
     /// An endpoint was created, changed or deleted through this process.
     pub(super) fn invalidate(&self, id: &EndpointId) {
-        self.write().remove(id);
+        let mut entries = self.write();
+        let mut projects = self.projects.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(id);
         // Endpoint changes are rare; dropping every list is simplest.
-        self.projects
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        projects.clear();
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
@@ -146,5 +173,59 @@ impl EndpointCache {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
         self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DatabaseTarget, Durability};
+
+    async fn cache() -> (EndpointCache, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&DatabaseTarget::Sqlite {
+            path: dir.path().join("cache.db"),
+            durability: Durability::Relaxed,
+        })
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        (EndpointCache::new(store, Duration::from_secs(60)), dir)
+    }
+
+    fn cached(cache: &EndpointCache, id: &EndpointId) -> bool {
+        cache.read().contains_key(id)
+    }
+
+    #[tokio::test]
+    async fn a_read_that_an_invalidation_overtook_is_not_cached() {
+        let (cache, _dir) = cache().await;
+        let id = EndpointId::from_uuid(uuid::Uuid::from_u128(1));
+
+        // A read that began before the endpoint changed...
+        let before_change = cache.generation();
+        cache.invalidate(&id);
+        // ...and finished after: what it read may be the old state.
+        cache.fill(&id, before_change, None);
+        assert!(!cached(&cache, &id), "the old state must not be cached");
+
+        cache.fill(&id, cache.generation(), None);
+        assert!(cached(&cache, &id), "a read with nothing in between is");
+
+        let before_all = cache.generation();
+        cache.invalidate_all();
+        assert!(!cached(&cache, &id));
+        cache.fill(&id, before_all, None);
+        assert!(!cached(&cache, &id), "invalidate_all overtakes reads too");
+    }
+
+    #[tokio::test]
+    async fn reads_are_cached_until_invalidated() {
+        let (cache, _dir) = cache().await;
+        let id = EndpointId::from_uuid(uuid::Uuid::from_u128(2));
+        assert!(cache.get(&id).await.unwrap().is_none());
+        assert!(cached(&cache, &id));
+        cache.invalidate(&id);
+        assert!(!cached(&cache, &id));
     }
 }
