@@ -219,6 +219,7 @@ impl Engine {
         tasks.spawn(committer::run(shared.clone(), commit_rx, cancel.clone()));
         tasks.spawn(results::run(shared.clone(), results_rx, commits.clone()));
         tasks.spawn(poller::run(shared.clone(), cancel.clone()));
+        tasks.spawn(poller::checkpoints(shared.clone(), cancel.clone()));
         tasks.spawn(meta::run(shared.clone(), cancel.clone()));
         let engine = Self {
             shared,

@@ -1,7 +1,8 @@
 //! Takes due deliveries from the store: retries whose time has come,
 //! deliveries published while memory was full, and those held by a node that
 //! died. Also keeps this node's heartbeat fresh, which is what keeps other
-//! nodes away from the deliveries it holds.
+//! nodes away from the deliveries it holds, and, on SQLite, checkpoints the
+//! WAL beside the writer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,6 +107,30 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             if let Err(err) = prune(&shared).await {
                 tracing::warn!(error = %err, "pruning the change log failed");
             }
+        }
+    }
+}
+
+/// How often the SQLite WAL is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// On SQLite, checkpoints the WAL every `CHECKPOINT_EVERY` until cancelled
+/// (see `Store::checkpoint`); returns at once on PostgreSQL.
+pub(super) async fn checkpoints(shared: Arc<Shared>, cancel: CancellationToken) {
+    if !shared.store.is_embedded() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            () = cancel.cancelled() => return,
+        }
+        match shared.store.checkpoint().await {
+            Ok(Some((pages, copied))) if copied < pages => {
+                tracing::debug!(pages, copied, "WAL checkpoint held back by readers");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "WAL checkpoint failed"),
         }
     }
 }

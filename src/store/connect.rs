@@ -45,6 +45,9 @@ pub enum Durability {
 /// default of 100 let a busy SQLite connection pool grow by hundreds of MiB.
 const STATEMENT_CACHE: usize = 24;
 
+/// What a SQLite WAL file is cut back to after a checkpoint, in bytes.
+const JOURNAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// How long to wait for the database before giving up on a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,6 +71,11 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
                 .map_sqlx_sqlite_opts(move |o| {
                     o.journal_mode(SqliteJournalMode::Wal)
                         .synchronous(synchronous)
+                        // Checkpoints run beside the writer (`Store::
+                        // checkpoint`), not inside whichever commit crosses
+                        // 1,000 WAL pages while holding the write lock.
+                        .pragma("wal_autocheckpoint", "0")
+                        .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
                         .busy_timeout(Duration::from_secs(5))
                         .foreign_keys(true)
                         .statement_cache_capacity(STATEMENT_CACHE)

@@ -13,7 +13,7 @@ mod rows;
 mod tests;
 mod watch;
 
-use sea_orm::{DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 pub use connect::{DatabaseTarget, Durability};
 pub use deliveries::{DeliveryFilter, DeliveryResult, ResultBatch, StatusChange};
@@ -156,6 +156,39 @@ impl Store {
     /// Changes whenever a write through this handle (any clone of it) ends.
     pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.written.subscribe()
+    }
+
+    /// Copies what the SQLite WAL holds back into the database file, beside
+    /// the writer rather than in one of its commits (automatic checkpoints
+    /// are off). A WAL that readers kept from being copied for long, and
+    /// has grown past `WAL_PAGES_MAX`, is emptied under the write lock.
+    /// Returns the WAL's pages and how many are copied; `None` on
+    /// PostgreSQL, which needs none of this.
+    pub async fn checkpoint(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        /// 256 MiB of 4 KiB pages.
+        const WAL_PAGES_MAX: i64 = 65_536;
+        if self.writes.is_none() {
+            return Ok(None);
+        }
+        let run = |mode: &str| {
+            let sql = format!("PRAGMA wal_checkpoint({mode})");
+            async move {
+                let row = self
+                    .db
+                    .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let pages: i64 = row.try_get_by_index(1)?;
+                let copied: i64 = row.try_get_by_index(2)?;
+                Ok::<_, StoreError>((pages, copied))
+            }
+        };
+        let (pages, copied) = run("PASSIVE").await?;
+        if pages > WAL_PAGES_MAX && copied < pages {
+            let _write = self.write_lock().await;
+            return run("TRUNCATE").await.map(Some);
+        }
+        Ok(Some((pages, copied)))
     }
 
     /// A cheap round trip, for readiness.

@@ -71,6 +71,32 @@ async fn sqlite_uses_wal_and_fsyncs_every_commit_by_default() {
 }
 
 #[tokio::test]
+async fn sqlite_checkpoints_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&DatabaseTarget::Sqlite {
+        path: dir.path().join("wal.db"),
+        durability: Durability::Full,
+    })
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let backend = store.db.get_database_backend();
+    let row = store
+        .db
+        .query_one_raw(Statement::from_string(backend, "PRAGMA wal_autocheckpoint"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i32>(0).unwrap(), 0);
+    let (pages, copied) = store.checkpoint().await.unwrap().unwrap();
+    assert!(pages > 0, "the WAL held the migrations until now");
+    assert_eq!(
+        copied, pages,
+        "with no reader in the way, all of it is copied"
+    );
+}
+
+#[tokio::test]
 async fn api_keys_are_stored_only_as_sha256() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = DatabaseTarget::Sqlite {
