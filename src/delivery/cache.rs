@@ -150,20 +150,27 @@ impl EndpointCache {
     }
 
     pub(super) fn invalidate_all(&self) {
-        let mut entries = self.write();
-        let mut projects = self.projects.write().unwrap_or_else(|p| p.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.clear();
-        projects.clear();
+        self.forget(None);
     }
 
     /// An endpoint was created, changed or deleted through this process.
     pub(super) fn invalidate(&self, id: &EndpointId) {
+        self.forget(Some(id));
+    }
+
+    /// Drops the entry of `id` (every entry for `None`) and every project's
+    /// list (endpoint changes are rare; that is simplest), under both locks,
+    /// and tells reads under way not to cache what they read.
+    fn forget(&self, id: Option<&EndpointId>) {
         let mut entries = self.write();
         let mut projects = self.projects.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.remove(id);
-        // Endpoint changes are rare; dropping every list is simplest.
+        match id {
+            Some(id) => {
+                entries.remove(id);
+            }
+            None => entries.clear(),
+        }
         projects.clear();
     }
 

@@ -13,9 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Job, Shared};
 use crate::domain::delivery::DeliveryStatus;
-use crate::store::{
-    DeliveryResult, PublishRecord, Published, ResultBatch, StatusChange, StoreError,
-};
+use crate::store::{DeliveryResult, PublishRecord, Published, StatusChange, StoreError};
 
 /// Deliveries per transaction, at most (a single larger request still goes
 /// in one transaction).
@@ -116,12 +114,9 @@ async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
         .collect();
     let dedup_since = shared.dedup_since();
     let results = batch.iter().find_map(|r| r.results.clone());
-    let result_batch = results.as_ref().map(|results| ResultBatch {
-        me: &shared.node,
-        results,
-        now: shared.clock.now(),
-        breaker_failures: shared.config.breaker_failures,
-    });
+    let result_batch = results
+        .as_deref()
+        .map(|results| shared.result_batch(results));
     match shared
         .store
         .write(&all, dedup_since, result_batch.as_ref())

@@ -166,6 +166,16 @@ pub struct EngineStats {
 }
 
 impl Shared {
+    /// `results` as this node records them now.
+    fn result_batch<'a>(&'a self, results: &'a [DeliveryResult]) -> crate::store::ResultBatch<'a> {
+        crate::store::ResultBatch {
+            me: &self.node,
+            results,
+            now: self.clock.now(),
+            breaker_failures: self.config.breaker_failures,
+        }
+    }
+
     fn dedup_since(&self) -> Timestamp {
         let window = i64::try_from(self.config.idempotency_window.as_micros()).unwrap_or(i64::MAX);
         Timestamp::from_unix_micros(self.clock.now().unix_micros().saturating_sub(window))

@@ -43,8 +43,8 @@ pub(super) async fn run(
             }
         }
         if !batch.is_empty() {
-            write(&shared, &commits, Arc::new(std::mem::take(&mut batch))).await;
-            batch = Vec::with_capacity(MAX_BATCH);
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+            write(&shared, &commits, Arc::new(full)).await;
         }
         for done in flushed {
             let _ = done.send(());
@@ -110,12 +110,7 @@ async fn commit(
     }
     shared
         .store
-        .record_results(
-            &shared.node,
-            batch,
-            shared.clock.now(),
-            shared.config.breaker_failures,
-        )
+        .record_results(&shared.result_batch(batch))
         .await
         .map_err(Arc::new)
 }

@@ -260,18 +260,9 @@ impl Store {
     /// breaker changed.
     pub async fn record_results(
         &self,
-        me: &NodeId,
-        results: &[DeliveryResult],
-        now: Timestamp,
-        breaker_failures: u32,
+        batch: &ResultBatch<'_>,
     ) -> Result<Vec<StatusChange>, StoreError> {
-        let batch = ResultBatch {
-            me,
-            results,
-            now,
-            breaker_failures,
-        };
-        let (_, changed) = self.write(&[], now, Some(&batch)).await?;
+        let (_, changed) = self.write(&[], batch.now, Some(batch)).await?;
         Ok(changed)
     }
 
