@@ -8,11 +8,45 @@ use clap::error::ErrorKind;
 use hookd::cli;
 use hookd::config::Cli;
 
+/// mimalloc: glibc's malloc spent about 15 % of the engine's CPU in the
+/// end-to-end burst (`malloc_consolidate`, `_int_free`), measured with perf;
+/// with mimalloc the burst runs about twice as fast.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` of the mimalloc v3 that libmimalloc-sys 0.1.49
+/// vendors (its `mimalloc.h`, `mi_option_e`); the crate names only v2's.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// mimalloc's defaults doubled the peak RSS of the burst (52 → 106–124 MiB):
+/// it backs arenas with transparent huge pages (off by the `no_thp` feature)
+/// and hands freed pages back to the OS only a second later. Purge at once.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: a plain setter of a process-wide option, called before any
+    // other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 /// BSD `EX_USAGE`: the command line was wrong.
 const EXIT_USAGE: u8 = 64;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    tune_allocator();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("hookd: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {
