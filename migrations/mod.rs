@@ -15,6 +15,7 @@ mod m20261122_000007_delivery_changes;
 mod m20261122_000008_meta_events;
 mod m20261122_000009_project_defaults;
 mod m20261123_000010_drop_lease_owner_index;
+mod m20261123_000011_partial_delivery_indexes;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000008_meta_events::Migration),
             Box::new(m20261122_000009_project_defaults::Migration),
             Box::new(m20261123_000010_drop_lease_owner_index::Migration),
+            Box::new(m20261123_000011_partial_delivery_indexes::Migration),
         ]
     }
 }

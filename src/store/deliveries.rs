@@ -1,7 +1,7 @@
 //! Deliveries and attempts: what the API reads and retries, and what the
 //! delivery engine claims and records.
 
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
@@ -189,10 +189,16 @@ impl Store {
 
     /// Marks up to `limit` due deliveries as held by `me` and returns them:
     /// SCHEDULED or RETRY ones whose time has come, and PROCESSING ones whose
-    /// holder stopped heart-beating before `alive_since` (it died). Skips the
-    /// endpoints in `skip` (their queues are full). Claims are exclusive even
-    /// with several processes: PostgreSQL skips rows another claim has locked
-    /// and re-checks the holder; SQLite has a single writer.
+    /// holder stopped heart-beating before `alive_since` (it died; see
+    /// [`free_dead_leases`]). Skips the endpoints in `skip` (their queues are
+    /// full). Claims are exclusive even with several processes: PostgreSQL
+    /// skips rows another claim has locked and re-checks them; SQLite has a
+    /// single writer.
+    ///
+    /// The candidates come from `deliveries_waiting`, which holds only
+    /// deliveries no node holds, in time order: a claim reads about as many
+    /// rows as it takes. The outer UPDATE names rows by id alone, so that it
+    /// looks each up by key.
     pub async fn claim_due(
         &self,
         me: &NodeId,
@@ -202,45 +208,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
         let _write = self.write_lock().await;
-        let claimable = || {
-            let alive = Query::select()
-                .column(node::Column::Id)
-                .from(node::Entity)
-                .and_where(node::Column::HeartbeatAt.gte(alive_since.unix_micros()))
-                .to_owned();
-            Condition::all()
-                .add(delivery::Column::Status.is_in([
-                    DeliveryStatus::Scheduled.as_str(),
-                    DeliveryStatus::Retry.as_str(),
-                    DeliveryStatus::Processing.as_str(),
-                ]))
-                .add(delivery::Column::NextAttemptAt.lte(now.unix_micros()))
-                .add(
-                    Condition::any()
-                        .add(delivery::Column::LeaseOwner.is_null())
-                        .add(
-                            Condition::all()
-                                .add(delivery::Column::LeaseOwner.ne(me.as_str()))
-                                .add(delivery::Column::LeaseOwner.not_in_subquery(alive)),
-                        ),
-                )
-        };
-        let mut candidates =
-            delivery::Entity::find()
-                .select_only()
-                .column(delivery::Column::Id)
-                .filter(claimable().add(
-                    delivery::Column::EndpointId.is_not_in(skip.iter().map(EndpointId::as_str)),
-                ))
-                .order_by_asc(delivery::Column::NextAttemptAt)
-                .limit(u64::from(limit))
-                .into_query();
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            candidates.lock_with_behavior(
-                sea_orm::sea_query::LockType::Update,
-                sea_orm::sea_query::LockBehavior::SkipLocked,
-            );
-        }
+        free_dead_leases(&self.db, me, now, alive_since).await?;
+        let candidates = claim_candidates(self.db.get_database_backend(), now, skip, limit);
         let rows = delivery::Entity::update_many()
             .col_expr(delivery::Column::LeaseOwner, Expr::value(me.as_str()))
             .col_expr(
@@ -249,7 +218,6 @@ impl Store {
             )
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()))
             .filter(delivery::Column::Id.in_subquery(candidates))
-            .filter(claimable())
             .exec_with_returning(&self.db)
             .await?;
         rows.into_iter().map(delivery_from_row).collect()
@@ -357,6 +325,82 @@ impl Store {
     pub fn is_embedded(&self) -> bool {
         self.db.get_database_backend() == DbBackend::Sqlite
     }
+}
+
+/// The ids a claim takes: waiting deliveries (no holder), due by `now`, in
+/// time order, none for the endpoints in `skip`.
+pub(super) fn claim_candidates(
+    backend: DbBackend,
+    now: Timestamp,
+    skip: &[EndpointId],
+    limit: u32,
+) -> sea_orm::sea_query::SelectStatement {
+    let mut candidates = delivery::Entity::find()
+        .select_only()
+        .column(delivery::Column::Id)
+        .filter(delivery::Column::LeaseOwner.is_null())
+        .filter(delivery::Column::NextAttemptAt.lte(now.unix_micros()))
+        .filter(delivery::Column::Status.is_in([
+            DeliveryStatus::Scheduled.as_str(),
+            DeliveryStatus::Retry.as_str(),
+            DeliveryStatus::Processing.as_str(),
+        ]))
+        .filter(delivery::Column::EndpointId.is_not_in(skip.iter().map(EndpointId::as_str)))
+        .order_by_asc(delivery::Column::NextAttemptAt)
+        .limit(u64::from(limit))
+        .into_query();
+    if backend == DbBackend::Postgres {
+        candidates.lock_with_behavior(
+            sea_orm::sea_query::LockType::Update,
+            sea_orm::sea_query::LockBehavior::SkipLocked,
+        );
+    }
+    candidates
+}
+
+/// Hands back the deliveries held by nodes other than `me` that have not
+/// heart-beaten since `alive_since` (or were forgotten: an embedded
+/// database's previous run), so that claims take them. The holders are
+/// found by a loose scan of `deliveries_leased`, one index seek per holder,
+/// so this costs next to nothing when every holder is alive.
+async fn free_dead_leases(
+    db: &impl ConnectionTrait,
+    me: &NodeId,
+    now: Timestamp,
+    alive_since: Timestamp,
+) -> Result<u64, StoreError> {
+    let backend = db.get_database_backend();
+    let holders = db
+        .query_all_raw(statement(
+            backend,
+            "WITH RECURSIVE holders(owner) AS ( \
+                 SELECT MIN(lease_owner) FROM deliveries WHERE lease_owner IS NOT NULL \
+                 UNION ALL \
+                 SELECT (SELECT MIN(lease_owner) FROM deliveries WHERE lease_owner > holders.owner) \
+                 FROM holders WHERE holders.owner IS NOT NULL) \
+             SELECT owner FROM holders WHERE owner IS NOT NULL AND owner <> ? \
+             AND owner NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= ?)",
+            vec![me.as_str().into(), alive_since.unix_micros().into()],
+        ))
+        .await?;
+    let dead: Vec<String> = holders
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect::<Result<_, _>>()?;
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    tracing::info!(nodes = ?dead, "taking over the deliveries of nodes that stopped");
+    let freed = delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()))
+        .filter(delivery::Column::LeaseOwner.is_in(dead))
+        .exec(db)
+        .await?;
+    Ok(freed.rows_affected)
 }
 
 /// A status change made by the circuit breaker.
