@@ -77,7 +77,7 @@ impl Default for DeliveryConfig {
             retry: RetryPolicy::default(),
             limits: Limits {
                 per_endpoint_in_flight: 64,
-                per_endpoint_queued: 1_024,
+                per_endpoint_queued: 10_000,
                 max_in_flight: 1_024,
                 max_queued: 20_000,
             },
