@@ -140,6 +140,18 @@ impl EndpointCache {
         Ok(list)
     }
 
+    /// Reads the project's endpoints from the store now, whatever is cached.
+    pub(super) async fn refresh_project(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Arc<Vec<Endpoint>>, StoreError> {
+        self.projects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(project);
+        self.project_endpoints(project).await
+    }
+
     /// Reads the endpoint from the store now, whatever is cached.
     pub(super) async fn refresh(
         &self,

@@ -348,7 +348,10 @@ impl Engine {
     }
 
     /// The endpoints an event goes to, as of at most `endpoint_cache_ttl`
-    /// ago (at once for changes made through this process).
+    /// ago (at once for changes made through this process). A target the
+    /// cache does not know is looked up in the store before it is refused,
+    /// so an endpoint created through another process can be published to
+    /// at once.
     async fn resolve(
         &self,
         project: &ProjectId,
@@ -358,31 +361,42 @@ impl Engine {
         let cache = &self.shared.cache;
         let target = |e: &Endpoint| (e.id.clone(), e.status);
         let admits = |e: &&Endpoint| e.event_types.admits(&new.event_type);
+        let in_project = |snapshot: &Option<Arc<cache::EndpointSnapshot>>| {
+            snapshot
+                .as_ref()
+                .is_some_and(|s| s.endpoint.project_id == *project)
+        };
         Ok(match &new.target {
-            EventTarget::Endpoint(id) => match cache.get(id).await? {
-                Some(snapshot) if snapshot.endpoint.project_id == *project => {
-                    vec![target(&snapshot.endpoint)]
+            EventTarget::Endpoint(id) => {
+                let mut snapshot = cache.get(id).await?;
+                if !in_project(&snapshot) {
+                    snapshot = cache.refresh(id).await?;
                 }
-                _ => {
-                    return Err(PublishError::TargetNotFound {
-                        index,
-                        what: "endpoint",
-                    });
+                match snapshot {
+                    Some(snapshot) if snapshot.endpoint.project_id == *project => {
+                        vec![target(&snapshot.endpoint)]
+                    }
+                    _ => {
+                        return Err(PublishError::TargetNotFound {
+                            index,
+                            what: "endpoint",
+                        });
+                    }
                 }
-            },
+            }
             EventTarget::Owner(owner) => {
-                let all = cache.project_endpoints(project).await?;
-                let owned: Vec<&Endpoint> = all
-                    .iter()
-                    .filter(|e| e.owner_id.as_ref() == Some(owner))
-                    .collect();
-                if owned.is_empty() {
+                let owns = |e: &&Endpoint| e.owner_id.as_ref() == Some(owner);
+                let mut all = cache.project_endpoints(project).await?;
+                if !all.iter().any(|e| owns(&e)) {
+                    all = cache.refresh_project(project).await?;
+                }
+                if !all.iter().any(|e| owns(&e)) {
                     return Err(PublishError::TargetNotFound {
                         index,
                         what: "owner_id",
                     });
                 }
-                owned.into_iter().filter(admits).map(target).collect()
+                all.iter().filter(owns).filter(admits).map(target).collect()
             }
             EventTarget::Broadcast => cache
                 .project_endpoints(project)

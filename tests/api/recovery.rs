@@ -226,6 +226,66 @@ async fn crash_recovery(backend: Backend) {
 
 backend_test!(held_deliveries_survive_a_kill_9, crash_recovery);
 
+/// An endpoint created through one server can be published to through
+/// another at once, by id and by owner, although the other server read the
+/// project's endpoints (for an owner with none yet) moments before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_endpoint_can_be_published_to_through_another_server_at_once() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("HOOKD_TEST_DATABASE_URL unset: two-server run skipped (PostgreSQL only)");
+        return;
+    };
+    let config = || hookd::delivery::DeliveryConfig {
+        // Far longer than the test: only a fresh read can find the endpoint.
+        endpoint_cache_ttl: Duration::from_secs(3600),
+        ..test_delivery_config()
+    };
+    let first = spawn_app_on(TestDb::new(&backend), config()).await;
+    let second = spawn_app_on(TestDb::shared_with(first.db()), config()).await;
+    let receiver = TestReceiver::start().await;
+    let to_owner = || pb::CreateEventRequest {
+        event_type: "order.paid".into(),
+        payload: "{}".into(),
+        target: Some(Target::OwnerId("customer-7".into())),
+        ..Default::default()
+    };
+    let mut events = second.events_with(&first.api_key).await;
+    let refused = events
+        .create_event(to_owner())
+        .await
+        .expect_err("no endpoint has this owner yet");
+    assert_eq!(refused.code(), tonic::Code::NotFound);
+
+    let endpoint = first
+        .endpoints()
+        .await
+        .create_endpoint(pb::CreateEndpointRequest {
+            endpoint: Some(pb::Endpoint {
+                name: "r".into(),
+                url: receiver.url("/"),
+                owner_id: "customer-7".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("endpoint created")
+        .into_inner()
+        .id;
+    let by_owner = events
+        .create_event(to_owner())
+        .await
+        .expect("published by owner through the other server")
+        .into_inner();
+    assert_eq!(by_owner.deliveries.len(), 1);
+    assert_eq!(by_owner.deliveries[0].endpoint_id, endpoint);
+    events
+        .create_event(event_to(&endpoint, 1))
+        .await
+        .expect("published by id through the other server");
+    receiver.wait_for_count(2, WAIT).await;
+}
+
 /// Two servers on one PostgreSQL database (the scale-out setup).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_share_the_work_without_duplicates() {
