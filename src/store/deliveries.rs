@@ -1,6 +1,8 @@
 //! Deliveries and attempts: what the API reads and retries, and what the
 //! delivery engine claims and records.
 
+use std::collections::BTreeMap;
+
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
@@ -250,18 +252,27 @@ impl Store {
         let mut statements = Vec::new();
         let outcomes =
             super::events::publish_statements(&txn, records, dedup_since, &mut statements).await?;
+        let health = results
+            .map(|batch| health_of(batch.results))
+            .unwrap_or_default();
         if let Some(batch) = results {
             statements.extend(result_statements(backend, batch));
+            statements.extend(breaker_statements(
+                backend,
+                &health,
+                batch.now,
+                batch.breaker_failures,
+            ));
         }
+        let mut returned = Vec::new();
         for statement in rows::chain(backend, statements) {
-            txn.execute_raw(statement).await?;
-        }
-        let changed = match results {
-            Some(batch) => {
-                run_breaker(&txn, batch.results, batch.now, batch.breaker_failures).await?
+            if statement.sql.contains(" RETURNING ") {
+                returned.extend(txn.query_all_raw(statement).await?);
+            } else {
+                txn.execute_raw(statement).await?;
             }
-            None => Vec::new(),
-        };
+        }
+        let changed = breaker_changes(&returned, &health)?;
         txn.commit().await?;
         Ok((outcomes, changed))
     }
@@ -424,15 +435,9 @@ struct Health {
     gone: bool,
 }
 
-/// Applies a batch's outcomes to the endpoints' failure counts and states
-/// (see `record_results`).
-async fn run_breaker(
-    txn: &sea_orm::DatabaseTransaction,
-    results: &[DeliveryResult],
-    now: Timestamp,
-    breaker_failures: u32,
-) -> Result<Vec<StatusChange>, StoreError> {
-    let mut health: std::collections::BTreeMap<&EndpointId, Health> = Default::default();
+/// What each endpoint's results in `results` say about its health.
+fn health_of(results: &[DeliveryResult]) -> BTreeMap<&EndpointId, Health> {
+    let mut health: BTreeMap<&EndpointId, Health> = BTreeMap::new();
     for result in results {
         if let DeliveryResult::Attempted {
             attempt,
@@ -458,77 +463,138 @@ async fn run_breaker(
             }
         }
     }
-    let backend = txn.get_database_backend();
-    let now = now.unix_micros();
-    let mut changed = Vec::new();
-    for (endpoint, health) in health {
-        if health.succeeded {
-            let revived = txn
-                .execute_raw(statement(
-                    backend,
-                    "UPDATE endpoints SET status = 'active', status_changed_at = ?, revision = revision + 1 \
-                     WHERE id = ? AND status = 'pending'",
-                    vec![now.into(), endpoint.as_str().into()],
-                ))
-                .await?;
-            if revived.rows_affected() > 0 {
-                changed.push(StatusChange {
-                    endpoint_id: endpoint.clone(),
-                    status: crate::domain::endpoint::EndpointStatus::Active,
-                    reason: "a retried delivery succeeded".to_owned(),
-                    last_error: String::new(),
-                });
-            }
-            // Usually already so: then no row, and no page, is written.
-            txn.execute_raw(statement(
-                backend,
-                "UPDATE endpoints SET consecutive_failures = ? WHERE id = ? AND consecutive_failures <> ?",
-                vec![
-                    health.failures.into(),
-                    endpoint.as_str().into(),
-                    health.failures.into(),
-                ],
-            ))
-            .await?;
-        } else if health.failures > 0 {
-            txn.execute_raw(statement(
-                backend,
-                "UPDATE endpoints SET consecutive_failures = consecutive_failures + ? WHERE id = ?",
-                vec![health.failures.into(), endpoint.as_str().into()],
-            ))
-            .await?;
-        }
-        if health.failures > 0 {
-            let tripped = txn
-                .execute_raw(statement(
-                    backend,
-                    "UPDATE endpoints SET status = 'inactive', status_changed_at = ?, revision = revision + 1 \
-                     WHERE id = ? AND status IN ('active', 'pending') AND (status = 'pending' OR consecutive_failures >= \
-                     COALESCE((SELECT breaker_failures FROM projects WHERE projects.id = endpoints.project_id), ?) \
-                     OR ?)",
-                    vec![
-                        now.into(),
-                        endpoint.as_str().into(),
-                        i64::from(breaker_failures).into(),
-                        health.gone.into(),
-                    ],
-                ))
-                .await?;
-            if tripped.rows_affected() > 0 {
-                changed.push(StatusChange {
-                    endpoint_id: endpoint.clone(),
-                    status: crate::domain::endpoint::EndpointStatus::Inactive,
-                    reason: if health.gone {
-                        "the receiver answered 410 Gone".to_owned()
-                    } else {
-                        "consecutive failed attempts reached the breaker threshold".to_owned()
-                    },
-                    last_error: health.last_error.clone(),
-                });
-            }
-        }
+    health
+}
+
+/// The circuit breaker's statements for a batch (see [`ResultBatch`]), set
+/// based over one JSON row per endpoint (id, succeeded, failures, gone), so
+/// their text is the same whatever the endpoints and they chain with the
+/// batch's other writes. In order: a success makes a PENDING endpoint ACTIVE
+/// and sets its failure count to the failures after it (usually already 0:
+/// then no row is written); failures alone add to the count; then an ACTIVE
+/// or PENDING endpoint with failures becomes INACTIVE at the threshold, on
+/// 410 Gone, or at once if PENDING. The two status changes return
+/// `(id, status)` rows; see [`breaker_changes`].
+fn breaker_statements(
+    backend: DbBackend,
+    health: &BTreeMap<&EndpointId, Health>,
+    now: Timestamp,
+    breaker_failures: u32,
+) -> Vec<Statement> {
+    use rows::field;
+    if health.is_empty() {
+        return Vec::new();
     }
-    Ok(changed)
+    let encoded = rows::encode(
+        &health
+            .iter()
+            .map(|(id, h)| {
+                (
+                    id.as_str(),
+                    i64::from(h.succeeded),
+                    h.failures,
+                    i64::from(h.gone),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let (id, succeeded, failures, gone) = (
+        field(0, Field::Text),
+        field(1, Field::Integer),
+        field(2, Field::Integer),
+        field(3, Field::Integer),
+    );
+    let source = rows::source(backend);
+    let now = now.unix_micros();
+    vec![
+        statement(
+            backend,
+            &format!(
+                "UPDATE endpoints SET status = 'active', status_changed_at = ?, \
+                 revision = endpoints.revision + 1 FROM {source} \
+                 WHERE endpoints.id = {id} AND {succeeded} = 1 AND endpoints.status = 'pending' \
+                 RETURNING endpoints.id, endpoints.status"
+            ),
+            vec![now.into(), encoded.clone().into()],
+        ),
+        statement(
+            backend,
+            &format!(
+                "UPDATE endpoints SET consecutive_failures = {failures} FROM {source} \
+                 WHERE endpoints.id = {id} AND {succeeded} = 1 \
+                 AND endpoints.consecutive_failures <> {failures}"
+            ),
+            vec![encoded.clone().into()],
+        ),
+        statement(
+            backend,
+            &format!(
+                "UPDATE endpoints SET consecutive_failures = endpoints.consecutive_failures + {failures} \
+                 FROM {source} WHERE endpoints.id = {id} AND {succeeded} = 0 AND {failures} > 0"
+            ),
+            vec![encoded.clone().into()],
+        ),
+        statement(
+            backend,
+            &format!(
+                "UPDATE endpoints SET status = 'inactive', status_changed_at = ?, \
+                 revision = endpoints.revision + 1 FROM {source} \
+                 WHERE endpoints.id = {id} AND {failures} > 0 \
+                 AND endpoints.status IN ('active', 'pending') \
+                 AND (endpoints.status = 'pending' OR {gone} = 1 OR endpoints.consecutive_failures >= \
+                 COALESCE((SELECT breaker_failures FROM projects WHERE projects.id = endpoints.project_id), ?)) \
+                 RETURNING endpoints.id, endpoints.status"
+            ),
+            vec![
+                now.into(),
+                encoded.into(),
+                i64::from(breaker_failures).into(),
+            ],
+        ),
+    ]
+}
+
+/// The status changes in the rows the breaker's statements returned.
+fn breaker_changes(
+    rows: &[sea_orm::QueryResult],
+    health: &BTreeMap<&EndpointId, Health>,
+) -> Result<Vec<StatusChange>, StoreError> {
+    use crate::domain::endpoint::EndpointStatus;
+    let mut changes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get_by_index(0)?;
+        let status: String = row.try_get_by_index(1)?;
+        // The statements return only endpoints of the batch.
+        let Some((endpoint_id, health)) = health.iter().find(|(known, _)| known.as_str() == id)
+        else {
+            return Err(StoreError::Corrupt {
+                table: "endpoints",
+                detail: format!("the breaker changed {id}, which had no results"),
+            });
+        };
+        let endpoint_id = (*endpoint_id).clone();
+        let gone = health.gone;
+        changes.push(if status == EndpointStatus::Active.as_str() {
+            StatusChange {
+                endpoint_id,
+                status: EndpointStatus::Active,
+                reason: "a retried delivery succeeded".to_owned(),
+                last_error: String::new(),
+            }
+        } else {
+            StatusChange {
+                endpoint_id,
+                status: EndpointStatus::Inactive,
+                reason: if gone {
+                    "the receiver answered 410 Gone".to_owned()
+                } else {
+                    "consecutive failed attempts reached the breaker threshold".to_owned()
+                },
+                last_error: health.last_error.clone(),
+            }
+        });
+    }
+    Ok(changes)
 }
 
 /// A raw statement with `?` placeholders, numbered for PostgreSQL.
