@@ -200,3 +200,48 @@ async fn sqlite_claims_walk_the_waiting_index_without_sorting() {
         "{plan:?}"
     );
 }
+
+/// Under writes that never pause, a passive checkpoint never finds the WAL
+/// fully copied, and the WAL only starts over after one that is; the
+/// checkpoint must finish the job itself so that the WAL stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_stays_bounded_under_steady_writes() {
+    /// Seven times the restart limit.
+    const PAGES: u64 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let target = DatabaseTarget::Sqlite {
+        path: dir.path().join("hookd.db"),
+        durability: Durability::Relaxed,
+    };
+    let store = Store::connect(&target).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+        .db
+        .execute_unprepared("CREATE TABLE filler (body BLOB NOT NULL)")
+        .await
+        .unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut written = 0;
+            while written < PAGES {
+                // Like the engine's writes, under the write lock.
+                let _write = store.write_lock().await;
+                store
+                    .db
+                    .execute_unprepared("INSERT INTO filler (body) VALUES (zeroblob(40000))")
+                    .await
+                    .unwrap();
+                written += 10;
+            }
+        })
+    };
+    let mut largest = 0;
+    while !writer.is_finished() {
+        let (pages, _) = store.checkpoint().await.unwrap().unwrap();
+        largest = largest.max(pages);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    writer.await.unwrap();
+    assert!(largest < 12_288, "the WAL reached {largest} pages");
+}
