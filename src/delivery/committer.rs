@@ -193,6 +193,13 @@ fn hand_over(shared: &Shared, records: &[PublishRecord], outcomes: &[Published])
             unlease(shared, std::slice::from_ref(record));
             continue;
         }
+        if record
+            .deliveries
+            .iter()
+            .any(|d| d.status == DeliveryStatus::Scheduled)
+        {
+            shared.dispatcher.note_backlog();
+        }
         let event = Arc::new(record.event.clone());
         for delivery in record.deliveries.iter().filter(|d| d.lease_owner.is_some()) {
             shared.dispatcher.push_reserved(Job {

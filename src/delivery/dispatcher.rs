@@ -5,9 +5,15 @@
 //! endpoint fills only its own lane while the others keep flowing. Totals are
 //! bounded too: at most `max_in_flight` sends at once and `max_queued`
 //! deliveries in memory, whatever the backlog in the store.
+//!
+//! Deliveries that found memory full wait in the store. While any may be
+//! waiting (the backlog flag), the dispatcher asks the poller for more as
+//! soon as memory drains to half full, overall or in a lane, instead of
+//! leaving the senders idle until the poller's next round.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
@@ -55,6 +61,10 @@ pub(super) struct Dispatcher {
     limits: Limits,
     state: Mutex<State>,
     wake: Notify,
+    /// The store may hold due deliveries that no node holds.
+    backlog: AtomicBool,
+    /// Notified when memory drains to half full while `backlog` is set.
+    refill: Notify,
 }
 
 /// Room for more work, as the poller sees it.
@@ -72,6 +82,8 @@ impl Dispatcher {
             limits,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            backlog: AtomicBool::new(false),
+            refill: Notify::new(),
         }
     }
 
@@ -153,12 +165,20 @@ impl Dispatcher {
                 continue;
             };
             lane.in_flight += 1;
+            // Crossings, not levels: one ask per drain, however many lanes
+            // sit below half.
+            let lane_half = lane.waiting() == self.limits.per_endpoint_queued / 2;
             if !lane.queue.is_empty() && lane.in_flight < cap {
                 lane.ready = true;
                 state.ready.push_back(endpoint);
             }
             state.queued -= 1;
             state.in_flight += 1;
+            if (lane_half || state.queued == self.limits.max_queued / 2)
+                && self.backlog.load(Ordering::Acquire)
+            {
+                self.refill.notify_one();
+            }
             return Some(job);
         }
         None
@@ -177,6 +197,37 @@ impl Dispatcher {
         }
         state.drop_idle_lane(endpoint);
         self.wake.notify_one();
+    }
+
+    /// Says that the store may hold due deliveries no node holds: some
+    /// found memory full, or a claim stopped before taking all there was.
+    pub(super) fn note_backlog(&self) {
+        self.backlog.store(true, Ordering::Release);
+    }
+
+    /// Clears the backlog flag, returning it: for a claim about to look.
+    pub(super) fn take_backlog(&self) -> bool {
+        self.backlog.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether memory is at most half full: in total, or with `lanes`, in
+    /// any of those lanes.
+    pub(super) fn half_empty(&self, lanes: Option<&[EndpointId]>) -> bool {
+        let state = self.state();
+        match lanes {
+            None => state.queued <= self.limits.max_queued / 2,
+            Some(lanes) => lanes.iter().any(|id| {
+                state
+                    .lanes
+                    .get(id)
+                    .is_none_or(|lane| lane.waiting() <= self.limits.per_endpoint_queued / 2)
+            }),
+        }
+    }
+
+    /// Resolves when memory has drained to half full with a backlog waiting.
+    pub(super) async fn refill_wanted(&self) {
+        self.refill.notified().await;
     }
 
     /// Resolves when there may be something new to do.
@@ -271,6 +322,43 @@ mod tests {
         assert!(d.next().is_none(), "a is still at its cap");
         d.complete(&a.endpoint_id);
         assert_eq!(d.next().map(|j| j.endpoint_id), Some(a.endpoint_id));
+    }
+
+    /// Whether a refill was asked for since the last call.
+    fn refill_asked(d: &Dispatcher) -> bool {
+        use std::future::Future;
+        let mut wanted = std::pin::pin!(d.refill_wanted());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        wanted.as_mut().poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn a_lane_drained_to_half_asks_for_a_refill_only_with_a_backlog() {
+        let d = Dispatcher::new(Limits {
+            per_endpoint_in_flight: 10,
+            per_endpoint_queued: 4,
+            max_in_flight: 10,
+            max_queued: 100,
+        });
+        let a = job_for(1);
+        for _ in 0..4 {
+            d.push_claimed(a.clone());
+        }
+        // No backlog: draining asks for nothing.
+        assert!(d.next().is_some() && d.next().is_some());
+        assert!(!refill_asked(&d));
+
+        for _ in 0..2 {
+            d.push_claimed(a.clone());
+        }
+        d.note_backlog();
+        assert!(d.next().is_some());
+        assert!(!refill_asked(&d), "3 of 4 waiting: not yet half");
+        assert!(d.next().is_some());
+        assert!(refill_asked(&d), "2 of 4 waiting: half");
+        assert!(d.next().is_some());
+        assert!(!refill_asked(&d), "asked once per drain, not per send");
+        assert!(d.take_backlog() && !d.take_backlog());
     }
 
     #[test]

@@ -18,7 +18,21 @@ use crate::store::StoreError;
 const CLAIM_BATCH: u32 = 1_000;
 
 /// Claims what is due now and queues it. Returns how many were claimed.
+///
+/// Clears the dispatcher's backlog flag first and sets it again when it
+/// stops with more perhaps left (memory full, a full batch, or endpoints
+/// skipped because their lanes are full); a publish that overflows while
+/// this runs sets it too.
 pub(super) async fn tick(shared: &Shared) -> Result<usize, StoreError> {
+    shared.dispatcher.take_backlog();
+    let result = claim(shared).await;
+    if result.is_err() {
+        shared.dispatcher.note_backlog();
+    }
+    result
+}
+
+async fn claim(shared: &Shared) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
         let capacity = shared.dispatcher.capacity();
@@ -26,6 +40,12 @@ pub(super) async fn tick(shared: &Shared) -> Result<usize, StoreError> {
             .unwrap_or(u32::MAX)
             .min(CLAIM_BATCH);
         if limit == 0 {
+            shared.dispatcher.note_backlog();
+            // Memory may have drained while this looked (its sends go on),
+            // before the flag was back to ask for a refill.
+            if shared.dispatcher.half_empty(None) {
+                continue;
+            }
             return Ok(total);
         }
         let now = shared.clock.now();
@@ -63,6 +83,13 @@ pub(super) async fn tick(shared: &Shared) -> Result<usize, StoreError> {
         }
         total += count;
         if count < limit as usize {
+            if !capacity.full.is_empty() {
+                shared.dispatcher.note_backlog();
+                // As above, for the lanes this claim skipped.
+                if shared.dispatcher.half_empty(Some(&capacity.full)) {
+                    continue;
+                }
+            }
             return Ok(total);
         }
     }
@@ -77,7 +104,8 @@ pub(super) async fn heartbeat(shared: &Shared) -> Result<(), StoreError> {
         .await
 }
 
-/// Polls every `poll_interval` (sooner when woken) and heart-beats every
+/// Polls every `poll_interval` (sooner when woken, or when the dispatcher
+/// wants a refill) and heart-beats every
 /// `node_ttl / 3`, until cancelled.
 pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let heartbeat_every = shared.config.node_ttl / 3;
@@ -87,6 +115,7 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         tokio::select! {
             () = tokio::time::sleep(shared.config.poll_interval) => {}
             () = shared.poll_wake.notified() => {}
+            () = shared.dispatcher.refill_wanted() => {}
             () = cancel.cancelled() => return,
         }
         if last_heartbeat.elapsed() >= heartbeat_every {

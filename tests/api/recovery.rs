@@ -226,6 +226,57 @@ async fn crash_recovery(backend: Backend) {
 
 backend_test!(held_deliveries_survive_a_kill_9, crash_recovery);
 
+/// Deliveries that find memory full wait in the store; as memory drains the
+/// dispatcher asks for them at once, not at the poller's next round (an
+/// hour away here).
+async fn backlog_beyond_memory(backend: Backend) {
+    let config = hookd::delivery::DeliveryConfig {
+        poll_interval: Duration::from_secs(3600),
+        limits: hookd::delivery::Limits {
+            per_endpoint_in_flight: 4,
+            per_endpoint_queued: 6,
+            max_in_flight: 8,
+            max_queued: 10,
+        },
+        ..test_delivery_config()
+    };
+    let app = spawn_app_on(TestDb::new(&backend), config).await;
+    let receiver = TestReceiver::start().await;
+    let endpoint = create_endpoint(&app, receiver.url("/")).await;
+    let published = app
+        .events()
+        .await
+        .batch_create_events(pb::BatchCreateEventsRequest {
+            events: (0..200).map(|n| event_to(&endpoint, n)).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: HashSet<String> = published
+        .results
+        .iter()
+        .map(|r| r.deliveries[0].id.clone())
+        .collect();
+    let stored = published
+        .results
+        .iter()
+        .filter(|r| r.deliveries[0].status == pb::DeliveryStatus::Scheduled as i32)
+        .count();
+    assert!(
+        stored >= 190,
+        "only the first few fit in memory: {stored} stored"
+    );
+    receiver.wait_for_count(200, WAIT).await;
+    let seen = delivery_ids(&receiver);
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
+    assert!(seen.values().all(|&n| n == 1), "each sent once: {seen:?}");
+}
+
+backend_test!(
+    a_backlog_beyond_memory_flows_without_waiting_for_the_poller,
+    backlog_beyond_memory
+);
+
 /// An endpoint created through one server can be published to through
 /// another at once, by id and by owner, although the other server read the
 /// project's endpoints (for an owner with none yet) moments before.
