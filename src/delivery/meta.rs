@@ -42,7 +42,13 @@ pub(super) async fn tick(shared: &Arc<Shared>) -> Result<usize, StoreError> {
         .forward_delivery_meta_events(shared.clock.now())
         .await
     {
-        tracing::warn!(error = %err, "forwarding meta events failed");
+        if shared.stopping.is_cancelled() {
+            // The store may already be closing: nothing is lost, the
+            // outcomes are forwarded at the next start.
+            tracing::debug!(error = %err, "forwarding meta events stopped by shutdown");
+        } else {
+            tracing::warn!(error = %err, "forwarding meta events failed");
+        }
     }
     let mut total = 0;
     loop {
@@ -102,8 +108,16 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             Ok(()) = writes.changed() => tokio::time::sleep_until(last + WAKE_GAP).await,
             () = cancel.cancelled() => return,
         }
-        if let Err(err) = tick(&shared).await {
-            tracing::warn!(error = %err, "forwarding or sending meta events failed");
+        // Shutdown's own writes wake this loop; the store is closing then.
+        if cancel.is_cancelled() {
+            return;
+        }
+        match tick(&shared).await {
+            Err(err) if shared.stopping.is_cancelled() => {
+                tracing::debug!(error = %err, "sending meta events stopped by shutdown");
+            }
+            Err(err) => tracing::warn!(error = %err, "forwarding or sending meta events failed"),
+            Ok(_) => {}
         }
     }
 }
