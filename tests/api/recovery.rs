@@ -45,6 +45,23 @@ async fn create_endpoint(app: &TestApp, url: String) -> String {
         .id
 }
 
+/// Publishes `count` events to `endpoint` in one batch; returns each
+/// event's one delivery, in order.
+async fn publish_batch(app: &TestApp, endpoint: &str, count: usize) -> Vec<pb::Delivery> {
+    app.events()
+        .await
+        .batch_create_events(pb::BatchCreateEventsRequest {
+            events: (0..count).map(|n| event_to(endpoint, n)).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.deliveries[0].clone())
+        .collect()
+}
+
 /// Delivery ids of the requests received, and how often each arrived.
 fn delivery_ids(receiver: &TestReceiver) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
@@ -62,19 +79,10 @@ db_test!(pending_retries_survive_a_restart, |app| async move {
     let receiver = TestReceiver::start().await;
     receiver.respond_with(Behavior::Status(500));
     let endpoint = create_endpoint(&app, receiver.url("/")).await;
-    let published = app
-        .events()
+    let ids: Vec<String> = publish_batch(&app, &endpoint, 5)
         .await
-        .batch_create_events(pb::BatchCreateEventsRequest {
-            events: (0..5).map(|n| event_to(&endpoint, n)).collect(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ids: Vec<String> = published
-        .results
-        .iter()
-        .map(|r| r.deliveries[0].id.clone())
+        .into_iter()
+        .map(|d| d.id)
         .collect();
     for id in &ids {
         wait_for_delivery(&app, id, pb::DeliveryStatus::Retry, WAIT).await;
@@ -243,24 +251,11 @@ async fn backlog_beyond_memory(backend: Backend) {
     let app = spawn_app_on(TestDb::new(&backend), config).await;
     let receiver = TestReceiver::start().await;
     let endpoint = create_endpoint(&app, receiver.url("/")).await;
-    let published = app
-        .events()
-        .await
-        .batch_create_events(pb::BatchCreateEventsRequest {
-            events: (0..200).map(|n| event_to(&endpoint, n)).collect(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ids: HashSet<String> = published
-        .results
-        .iter()
-        .map(|r| r.deliveries[0].id.clone())
-        .collect();
+    let published = publish_batch(&app, &endpoint, 200).await;
+    let ids: HashSet<String> = published.iter().map(|d| d.id.clone()).collect();
     let stored = published
-        .results
         .iter()
-        .filter(|r| r.deliveries[0].status == pb::DeliveryStatus::Scheduled as i32)
+        .filter(|d| d.status == pb::DeliveryStatus::Scheduled as i32)
         .count();
     assert!(
         stored >= 190,
