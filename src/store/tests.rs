@@ -44,6 +44,20 @@ async fn text_column(store: &Store, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// A migrated SQLite store in a new temporary directory (kept alive by the
+/// returned handle).
+async fn sqlite_store(durability: Durability) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&DatabaseTarget::Sqlite {
+        path: dir.path().join("hookd.db"),
+        durability,
+    })
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    (dir, store)
+}
+
 #[tokio::test]
 async fn sqlite_uses_wal_and_fsyncs_every_commit_by_default() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,14 +86,7 @@ async fn sqlite_uses_wal_and_fsyncs_every_commit_by_default() {
 
 #[tokio::test]
 async fn sqlite_checkpoints_only_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&DatabaseTarget::Sqlite {
-        path: dir.path().join("wal.db"),
-        durability: Durability::Full,
-    })
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
+    let (_dir, store) = sqlite_store(Durability::Full).await;
     let backend = store.db.get_database_backend();
     let row = store
         .db
@@ -153,13 +160,7 @@ async fn concurrent_migrations_on_postgres_take_turns() {
 /// as much as the whole backlog).
 #[tokio::test]
 async fn sqlite_claims_walk_the_waiting_index_without_sorting() {
-    let dir = tempfile::tempdir().unwrap();
-    let target = DatabaseTarget::Sqlite {
-        path: dir.path().join("hookd.db"),
-        durability: Durability::Full,
-    };
-    let store = Store::connect(&target).await.unwrap();
-    store.migrate().await.unwrap();
+    let (_dir, store) = sqlite_store(Durability::Full).await;
     let backend = store.db.get_database_backend();
     let skip = [crate::domain::ids::EndpointId::from_uuid(
         uuid::Uuid::now_v7(),
@@ -208,13 +209,7 @@ async fn sqlite_claims_walk_the_waiting_index_without_sorting() {
 async fn sqlite_wal_stays_bounded_under_steady_writes() {
     /// Seven times the restart limit.
     const PAGES: u64 = 30_000;
-    let dir = tempfile::tempdir().unwrap();
-    let target = DatabaseTarget::Sqlite {
-        path: dir.path().join("hookd.db"),
-        durability: Durability::Relaxed,
-    };
-    let store = Store::connect(&target).await.unwrap();
-    store.migrate().await.unwrap();
+    let (_dir, store) = sqlite_store(Durability::Relaxed).await;
     store
         .db
         .execute_unprepared("CREATE TABLE filler (body BLOB NOT NULL)")
