@@ -40,6 +40,9 @@ struct Lane {
     in_flight: usize,
     /// Whether the lane is in `ready`.
     ready: bool,
+    /// A claim skipped this lane because it was full: the store may hold
+    /// deliveries for it.
+    skipped: bool,
 }
 
 impl Lane {
@@ -167,16 +170,21 @@ impl Dispatcher {
             lane.in_flight += 1;
             // Crossings, not levels: one ask per drain, however many lanes
             // sit below half.
-            let lane_half = lane.waiting() == self.limits.per_endpoint_queued / 2;
+            // A lane claims skipped asks on its own behalf; the backlog
+            // flag lets any crossing ask.
+            let backlog = self.backlog.load(Ordering::Acquire);
+            let lane_asks =
+                lane.waiting() == self.limits.per_endpoint_queued / 2 && (lane.skipped || backlog);
+            if lane_asks {
+                lane.skipped = false;
+            }
             if !lane.queue.is_empty() && lane.in_flight < cap {
                 lane.ready = true;
                 state.ready.push_back(endpoint);
             }
             state.queued -= 1;
             state.in_flight += 1;
-            if (lane_half || state.queued == self.limits.max_queued / 2)
-                && self.backlog.load(Ordering::Acquire)
-            {
+            if lane_asks || (backlog && state.queued == self.limits.max_queued / 2) {
                 self.refill.notify_one();
             }
             return Some(job);
@@ -203,6 +211,29 @@ impl Dispatcher {
     /// found memory full, or a claim stopped before taking all there was.
     pub(super) fn note_backlog(&self) {
         self.backlog.store(true, Ordering::Release);
+        // Memory may have drained past half before the flag was up.
+        if self.half_empty() {
+            self.refill.notify_one();
+        }
+    }
+
+    /// Marks `lanes`, which a claim skipped because they were full, to ask
+    /// for a refill when they drain to half; says whether one of them
+    /// already has. Unlike `note_backlog` this leaves the other lanes and
+    /// the total alone: otherwise a full lane with a backlog would have
+    /// every send elsewhere that brings memory back to half ask for a claim
+    /// that can only skip it again.
+    pub(super) fn note_skipped(&self, lanes: &[EndpointId]) -> bool {
+        let mut state = self.state();
+        let half = self.limits.per_endpoint_queued / 2;
+        let mut drained = false;
+        for id in lanes {
+            match state.lanes.get_mut(id) {
+                Some(lane) if lane.waiting() > half => lane.skipped = true,
+                _ => drained = true,
+            }
+        }
+        drained
     }
 
     /// Clears the backlog flag, returning it: for a claim about to look.
@@ -210,19 +241,9 @@ impl Dispatcher {
         self.backlog.swap(false, Ordering::AcqRel)
     }
 
-    /// Whether memory is at most half full: in total, or with `lanes`, in
-    /// any of those lanes.
-    pub(super) fn half_empty(&self, lanes: Option<&[EndpointId]>) -> bool {
-        let state = self.state();
-        match lanes {
-            None => state.queued <= self.limits.max_queued / 2,
-            Some(lanes) => lanes.iter().any(|id| {
-                state
-                    .lanes
-                    .get(id)
-                    .is_none_or(|lane| lane.waiting() <= self.limits.per_endpoint_queued / 2)
-            }),
-        }
+    /// Whether memory is at most half full in total.
+    pub(super) fn half_empty(&self) -> bool {
+        self.state().queued <= self.limits.max_queued / 2
     }
 
     /// Resolves when memory has drained to half full with a backlog waiting.
@@ -352,6 +373,7 @@ mod tests {
             d.push_claimed(a.clone());
         }
         d.note_backlog();
+        assert!(refill_asked(&d), "memory is under half full already");
         assert!(d.next().is_some());
         assert!(!refill_asked(&d), "3 of 4 waiting: not yet half");
         assert!(d.next().is_some());
@@ -359,6 +381,36 @@ mod tests {
         assert!(d.next().is_some());
         assert!(!refill_asked(&d), "asked once per drain, not per send");
         assert!(d.take_backlog() && !d.take_backlog());
+    }
+
+    #[test]
+    fn a_skipped_lane_asks_for_itself_and_leaves_the_total_alone() {
+        let d = Dispatcher::new(Limits {
+            per_endpoint_in_flight: 100,
+            per_endpoint_queued: 4,
+            max_in_flight: 100,
+            max_queued: 8,
+        });
+        let (full, other) = (job_for(1), job_for(2));
+        for _ in 0..4 {
+            d.push_claimed(full.clone());
+        }
+        assert!(!d.note_skipped(std::slice::from_ref(&full.endpoint_id)));
+        d.push_claimed(other.clone());
+        // Lanes take turns: full, other, full.
+        assert_eq!(d.next().unwrap().endpoint_id, full.endpoint_id);
+        assert!(
+            !refill_asked(&d),
+            "the total back at half asks nothing: a claim would only skip the full lane again"
+        );
+        assert_eq!(d.next().unwrap().endpoint_id, other.endpoint_id);
+        assert!(!refill_asked(&d));
+        assert_eq!(d.next().unwrap().endpoint_id, full.endpoint_id);
+        assert!(refill_asked(&d), "the skipped lane drained to half");
+        assert!(
+            d.note_skipped(std::slice::from_ref(&full.endpoint_id)),
+            "drained"
+        );
     }
 
     #[test]

@@ -20,9 +20,9 @@ const CLAIM_BATCH: u32 = 1_000;
 /// Claims what is due now and queues it. Returns how many were claimed.
 ///
 /// Clears the dispatcher's backlog flag first and sets it again when it
-/// stops with more perhaps left (memory full, a full batch, or endpoints
-/// skipped because their lanes are full); a publish that overflows while
-/// this runs sets it too.
+/// stops with more perhaps left (memory full, or an error); a publish that
+/// overflows while this runs sets it too. Lanes skipped because they were
+/// full are marked to ask for a refill themselves.
 pub(super) async fn tick(shared: &Shared) -> Result<usize, StoreError> {
     shared.dispatcher.take_backlog();
     let result = claim(shared).await;
@@ -43,7 +43,7 @@ async fn claim(shared: &Shared) -> Result<usize, StoreError> {
             shared.dispatcher.note_backlog();
             // Memory may have drained while this looked (its sends go on),
             // before the flag was back to ask for a refill.
-            if shared.dispatcher.half_empty(None) {
+            if shared.dispatcher.half_empty() {
                 continue;
             }
             return Ok(total);
@@ -83,12 +83,10 @@ async fn claim(shared: &Shared) -> Result<usize, StoreError> {
         }
         total += count;
         if count < limit as usize {
-            if !capacity.full.is_empty() {
-                shared.dispatcher.note_backlog();
-                // As above, for the lanes this claim skipped.
-                if shared.dispatcher.half_empty(Some(&capacity.full)) {
-                    continue;
-                }
+            // The lanes this claim skipped ask when they drain; if one
+            // already has, go round again.
+            if !capacity.full.is_empty() && shared.dispatcher.note_skipped(&capacity.full) {
+                continue;
             }
             return Ok(total);
         }
