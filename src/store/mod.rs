@@ -166,11 +166,13 @@ impl Store {
     /// The WAL starts over only when a write begins with all of it copied.
     /// Under steady writes a passive checkpoint never sees that (commits
     /// land while it copies), so the WAL grew without bound: 1.4 GB in 20 s
-    /// at 1,000 events/s. Past the limit the checkpoint is finished under
-    /// the write lock (RESTART: the passive one has copied all but the last
-    /// few commits, so this is short), and the next commit starts the WAL
-    /// over. Returns the WAL's pages and how many are copied; `None` on
-    /// PostgreSQL, which needs none of this.
+    /// at 1,000 events/s. Past the limit a second passive checkpoint runs
+    /// under the write lock: with no commit landing it copies the rest (the
+    /// last few commits, so this is short), and the next commit starts the
+    /// WAL over. Being passive, it never waits for readers, which would
+    /// stall every writer; one that keeps old frames in use only puts the
+    /// restart off to a later round. Returns the WAL's pages and how many
+    /// are copied; `None` on PostgreSQL, which needs none of this.
     pub async fn checkpoint(&self) -> Result<Option<(i64, i64)>, StoreError> {
         /// 16 MiB of 4 KiB pages.
         const WAL_RESTART_PAGES: i64 = 4_096;
@@ -193,7 +195,7 @@ impl Store {
         let (pages, copied) = run("PASSIVE").await?;
         if pages > WAL_RESTART_PAGES {
             let _write = self.write_lock().await;
-            return run("RESTART").await.map(Some);
+            return run("PASSIVE").await.map(Some);
         }
         Ok(Some((pages, copied)))
     }
