@@ -129,7 +129,7 @@ impl EndpointCache {
                 .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
                 .await?,
         );
-        let mut projects = self.projects.write().unwrap_or_else(|p| p.into_inner());
+        let mut projects = self.write_lists();
         if self.generation() != generation {
             return Ok(list);
         }
@@ -145,10 +145,7 @@ impl EndpointCache {
         &self,
         project: &ProjectId,
     ) -> Result<Arc<Vec<Endpoint>>, StoreError> {
-        self.projects
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(project);
+        self.write_lists().remove(project);
         self.project_endpoints(project).await
     }
 
@@ -175,7 +172,7 @@ impl EndpointCache {
     /// and tells reads under way not to cache what they read.
     fn forget(&self, id: Option<&EndpointId>) {
         let mut entries = self.write();
-        let mut projects = self.projects.write().unwrap_or_else(|p| p.into_inner());
+        let mut projects = self.write_lists();
         self.generation.fetch_add(1, Ordering::AcqRel);
         match id {
             Some(id) => {
@@ -192,6 +189,10 @@ impl EndpointCache {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
         self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_lists(&self) -> std::sync::RwLockWriteGuard<'_, ProjectLists> {
+        self.projects.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 

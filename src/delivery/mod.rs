@@ -361,28 +361,22 @@ impl Engine {
         let cache = &self.shared.cache;
         let target = |e: &Endpoint| (e.id.clone(), e.status);
         let admits = |e: &&Endpoint| e.event_types.admits(&new.event_type);
-        let in_project = |snapshot: &Option<Arc<cache::EndpointSnapshot>>| {
-            snapshot
-                .as_ref()
-                .is_some_and(|s| s.endpoint.project_id == *project)
+        let in_project = |snapshot: Option<Arc<cache::EndpointSnapshot>>| {
+            snapshot.filter(|s| s.endpoint.project_id == *project)
         };
         Ok(match &new.target {
             EventTarget::Endpoint(id) => {
-                let mut snapshot = cache.get(id).await?;
-                if !in_project(&snapshot) {
-                    snapshot = cache.refresh(id).await?;
-                }
-                match snapshot {
-                    Some(snapshot) if snapshot.endpoint.project_id == *project => {
-                        vec![target(&snapshot.endpoint)]
-                    }
-                    _ => {
-                        return Err(PublishError::TargetNotFound {
-                            index,
-                            what: "endpoint",
-                        });
-                    }
-                }
+                let snapshot = match in_project(cache.get(id).await?) {
+                    Some(snapshot) => Some(snapshot),
+                    None => in_project(cache.refresh(id).await?),
+                };
+                let Some(snapshot) = snapshot else {
+                    return Err(PublishError::TargetNotFound {
+                        index,
+                        what: "endpoint",
+                    });
+                };
+                vec![target(&snapshot.endpoint)]
             }
             EventTarget::Owner(owner) => {
                 let owns = |e: &&Endpoint| e.owner_id.as_ref() == Some(owner);

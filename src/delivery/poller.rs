@@ -25,11 +25,29 @@ const CLAIM_BATCH: u32 = 1_000;
 /// full are marked to ask for a refill themselves.
 pub(super) async fn tick(shared: &Shared) -> Result<usize, StoreError> {
     shared.dispatcher.take_backlog();
-    let result = claim(shared).await;
+    let result = async {
+        free_dead_leases(shared).await?;
+        claim(shared).await
+    }
+    .await;
     if result.is_err() {
         shared.dispatcher.note_backlog();
     }
     result
+}
+
+/// Frees what nodes presumed dead (silent for `node_ttl`) held, once a
+/// round rather than before every claim.
+async fn free_dead_leases(shared: &Shared) -> Result<(), StoreError> {
+    let now = shared.clock.now();
+    let alive_since = Timestamp::from_unix_micros(
+        now.unix_micros() - i64::try_from(shared.config.node_ttl.as_micros()).unwrap_or(i64::MAX),
+    );
+    shared
+        .store
+        .free_dead_leases(&shared.node, now, alive_since)
+        .await?;
+    Ok(())
 }
 
 async fn claim(shared: &Shared) -> Result<usize, StoreError> {
@@ -48,14 +66,9 @@ async fn claim(shared: &Shared) -> Result<usize, StoreError> {
             }
             return Ok(total);
         }
-        let now = shared.clock.now();
-        let alive_since = Timestamp::from_unix_micros(
-            now.unix_micros()
-                - i64::try_from(shared.config.node_ttl.as_micros()).unwrap_or(i64::MAX),
-        );
         let claimed = shared
             .store
-            .claim_due(&shared.node, now, alive_since, &capacity.full, limit)
+            .claim_due(&shared.node, shared.clock.now(), &capacity.full, limit)
             .await?;
         let count = claimed.len();
         if count > 0 {

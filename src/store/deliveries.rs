@@ -190,10 +190,9 @@ impl Store {
     }
 
     /// Marks up to `limit` due deliveries as held by `me` and returns them:
-    /// SCHEDULED or RETRY ones whose time has come, and PROCESSING ones whose
-    /// holder stopped heart-beating before `alive_since` (it died; see
-    /// [`free_dead_leases`]). Skips the endpoints in `skip` (their queues are
-    /// full). Claims are exclusive even with several processes: PostgreSQL
+    /// SCHEDULED or RETRY ones whose time has come, and PROCESSING ones a
+    /// dead node held (freed by [`Store::free_dead_leases`]). Skips the
+    /// endpoints in `skip` (their queues are full). Claims are exclusive even with several processes: PostgreSQL
     /// skips rows another claim has locked and re-checks them; SQLite has a
     /// single writer.
     ///
@@ -205,12 +204,10 @@ impl Store {
         &self,
         me: &NodeId,
         now: Timestamp,
-        alive_since: Timestamp,
         skip: &[EndpointId],
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
         let _write = self.write_lock().await;
-        free_dead_leases(&self.db, me, now, alive_since).await?;
         let candidates = claim_candidates(self.db.get_database_backend(), now, skip, limit);
         let rows = delivery::Entity::update_many()
             .col_expr(delivery::Column::LeaseOwner, Expr::value(me.as_str()))
@@ -223,6 +220,53 @@ impl Store {
             .exec_with_returning(&self.db)
             .await?;
         rows.into_iter().map(delivery_from_row).collect()
+    }
+
+    /// Hands back the deliveries held by nodes other than `me` that have not
+    /// heart-beaten since `alive_since` (or were forgotten: an embedded
+    /// database's previous run), so that claims take them. The holders are
+    /// found by a loose scan of `deliveries_leased`, one index seek per holder,
+    /// so this costs next to nothing when every holder is alive.
+    pub async fn free_dead_leases(
+        &self,
+        me: &NodeId,
+        now: Timestamp,
+        alive_since: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let _write = self.write_lock().await;
+        let backend = self.db.get_database_backend();
+        let holders = self
+            .db
+            .query_all_raw(statement(
+                backend,
+                "WITH RECURSIVE holders(owner) AS ( \
+                     SELECT MIN(lease_owner) FROM deliveries WHERE lease_owner IS NOT NULL \
+                     UNION ALL \
+                     SELECT (SELECT MIN(lease_owner) FROM deliveries WHERE lease_owner > holders.owner) \
+                     FROM holders WHERE holders.owner IS NOT NULL) \
+                 SELECT owner FROM holders WHERE owner IS NOT NULL AND owner <> ? \
+                 AND owner NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= ?)",
+                vec![me.as_str().into(), alive_since.unix_micros().into()],
+            ))
+            .await?;
+        let dead: Vec<String> = holders
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0))
+            .collect::<Result<_, _>>()?;
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        tracing::info!(nodes = ?dead, "taking over the deliveries of nodes that stopped");
+        let freed = delivery::Entity::update_many()
+            .col_expr(
+                delivery::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()))
+            .filter(delivery::Column::LeaseOwner.is_in(dead))
+            .exec(&self.db)
+            .await?;
+        Ok(freed.rows_affected)
     }
 
     /// Records what happened to held deliveries, in one transaction (see
@@ -264,13 +308,10 @@ impl Store {
                 batch.breaker_failures,
             ));
         }
+        // Only the breaker's status changes return rows.
         let mut returned = Vec::new();
         for statement in rows::chain(backend, statements) {
-            if statement.sql.contains(" RETURNING ") {
-                returned.extend(txn.query_all_raw(statement).await?);
-            } else {
-                txn.execute_raw(statement).await?;
-            }
+            returned.extend(txn.query_all_raw(statement).await?);
         }
         let changed = breaker_changes(&returned, &health)?;
         txn.commit().await?;
@@ -367,51 +408,6 @@ pub(super) fn claim_candidates(
         );
     }
     candidates
-}
-
-/// Hands back the deliveries held by nodes other than `me` that have not
-/// heart-beaten since `alive_since` (or were forgotten: an embedded
-/// database's previous run), so that claims take them. The holders are
-/// found by a loose scan of `deliveries_leased`, one index seek per holder,
-/// so this costs next to nothing when every holder is alive.
-async fn free_dead_leases(
-    db: &impl ConnectionTrait,
-    me: &NodeId,
-    now: Timestamp,
-    alive_since: Timestamp,
-) -> Result<u64, StoreError> {
-    let backend = db.get_database_backend();
-    let holders = db
-        .query_all_raw(statement(
-            backend,
-            "WITH RECURSIVE holders(owner) AS ( \
-                 SELECT MIN(lease_owner) FROM deliveries WHERE lease_owner IS NOT NULL \
-                 UNION ALL \
-                 SELECT (SELECT MIN(lease_owner) FROM deliveries WHERE lease_owner > holders.owner) \
-                 FROM holders WHERE holders.owner IS NOT NULL) \
-             SELECT owner FROM holders WHERE owner IS NOT NULL AND owner <> ? \
-             AND owner NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= ?)",
-            vec![me.as_str().into(), alive_since.unix_micros().into()],
-        ))
-        .await?;
-    let dead: Vec<String> = holders
-        .iter()
-        .map(|row| row.try_get_by_index::<String>(0))
-        .collect::<Result<_, _>>()?;
-    if dead.is_empty() {
-        return Ok(0);
-    }
-    tracing::info!(nodes = ?dead, "taking over the deliveries of nodes that stopped");
-    let freed = delivery::Entity::update_many()
-        .col_expr(
-            delivery::Column::LeaseOwner,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(delivery::Column::UpdatedAt, Expr::value(now.unix_micros()))
-        .filter(delivery::Column::LeaseOwner.is_in(dead))
-        .exec(db)
-        .await?;
-    Ok(freed.rows_affected)
 }
 
 /// A status change made by the circuit breaker.
