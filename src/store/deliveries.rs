@@ -291,31 +291,42 @@ impl Store {
         results: Option<&ResultBatch<'_>>,
     ) -> Result<(Vec<Published>, Vec<StatusChange>), StoreError> {
         let _write = self.write_lock().await;
-        let txn = self.db.begin().await?;
         let backend = self.db.get_database_backend();
-        let mut statements = Vec::new();
-        let outcomes =
-            super::events::publish_statements(&txn, records, dedup_since, &mut statements).await?;
         let health = results
             .map(|batch| health_of(batch.results))
             .unwrap_or_default();
-        if let Some(batch) = results {
-            statements.extend(result_statements(backend, batch));
-            statements.extend(breaker_statements(
-                backend,
-                &health,
-                batch.now,
-                batch.breaker_failures,
-            ));
-        }
+        let statements = |outcomes: &[Published]| {
+            let mut statements = Vec::new();
+            super::events::publish_statements(backend, records, outcomes, &mut statements);
+            if let Some(batch) = results {
+                statements.extend(result_statements(backend, batch));
+                statements.extend(breaker_statements(
+                    backend,
+                    &health,
+                    batch.now,
+                    batch.breaker_failures,
+                ));
+            }
+            statements
+        };
         // Only the breaker's status changes return rows.
-        let mut returned = Vec::new();
-        for statement in rows::chain(backend, statements) {
-            returned.extend(txn.query_all_raw(statement).await?);
-        }
-        let changed = breaker_changes(&returned, &health)?;
-        txn.commit().await?;
-        Ok((outcomes, changed))
+        let keyed = records.iter().any(|r| r.event.idempotency_key.is_some());
+        let (outcomes, returned) = if backend == DbBackend::Sqlite && !keyed {
+            // Nothing to read first: the whole transaction in one trip.
+            let outcomes = vec![Published::Stored; records.len()];
+            let returned = rows::transact_sqlite(&self.db, statements(&outcomes)).await?;
+            (outcomes, returned)
+        } else {
+            let txn = self.db.begin().await?;
+            let outcomes = super::events::claim_keys(&txn, records, dedup_since).await?;
+            let mut returned = Vec::new();
+            for statement in rows::chain(backend, statements(&outcomes)) {
+                returned.extend(txn.query_all_raw(statement).await?);
+            }
+            txn.commit().await?;
+            (outcomes, returned)
+        };
+        Ok((outcomes, breaker_changes(&returned, &health)?))
     }
 
     /// Announces a node (or refreshes its heartbeat).

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
@@ -186,14 +186,12 @@ impl Store {
     }
 }
 
-/// Claims the records' idempotency keys in `txn` and adds the statements
-/// that insert the records it may store to `statements`; says what becomes
-/// of each record (see [`Store::publish`]).
-pub(super) async fn publish_statements(
+/// Claims the records' idempotency keys in `txn`; says what becomes of
+/// each record (see [`Store::publish`]).
+pub(super) async fn claim_keys(
     txn: &DatabaseTransaction,
     records: &[PublishRecord],
     dedup_since: Timestamp,
-    statements: &mut Vec<Statement>,
 ) -> Result<Vec<Published>, StoreError> {
     let mut outcomes = Vec::with_capacity(records.len());
     let mut seen_in_batch: HashMap<(&ProjectId, &str), EventId> = HashMap::new();
@@ -214,14 +212,23 @@ pub(super) async fn publish_statements(
         };
         outcomes.push(outcome);
     }
+    Ok(outcomes)
+}
 
+/// Adds the statements that insert the records `outcomes` lets be stored
+/// to `statements`.
+pub(super) fn publish_statements(
+    backend: DbBackend,
+    records: &[PublishRecord],
+    outcomes: &[Published],
+    statements: &mut Vec<Statement>,
+) {
     let stored: Vec<&PublishRecord> = records
         .iter()
-        .zip(&outcomes)
+        .zip(outcomes)
         .filter(|(_, o)| **o == Published::Stored)
         .map(|(r, _)| r)
         .collect();
-    let backend = txn.get_database_backend();
     for chunk in stored.chunks(INSERT_CHUNK) {
         let rows: Vec<EventRow<'_>> = chunk.iter().map(|r| event_row(&r.event)).collect();
         statements.push(rows::insert(backend, "events", &EVENT_COLUMNS, &rows));
@@ -238,7 +245,6 @@ pub(super) async fn publish_statements(
             chunk,
         ));
     }
-    Ok(outcomes)
 }
 
 /// Takes the key for `event`, unless it was used at or after `since`.

@@ -240,3 +240,37 @@ async fn sqlite_wal_stays_bounded_under_steady_writes() {
     writer.await.unwrap();
     assert!(largest < 12_288, "the WAL reached {largest} pages");
 }
+
+/// A write that fails part-way leaves nothing behind, neither its earlier
+/// statements' rows nor a connection still inside its transaction: every
+/// pooled connection takes later writes.
+#[tokio::test]
+async fn sqlite_one_trip_transaction_fails_whole_and_leaves_the_pool_clean() {
+    let (_dir, store) = sqlite_store(Durability::Full).await;
+    let node = |id: &str| {
+        Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, 0, 0)",
+            [id.into()],
+        )
+    };
+    let broken = Statement::from_string(
+        sea_orm::DbBackend::Sqlite,
+        "INSERT INTO no_such_table VALUES (1)",
+    );
+    let failed = super::rows::transact_sqlite(&store.db, vec![node("first"), broken]).await;
+    assert!(failed.is_err());
+    assert!(text_column(&store, "SELECT id FROM nodes").await.is_empty());
+
+    // More writes than the pool has connections, each on whichever it gets.
+    let ids: Vec<String> = (0..12).map(|n| format!("n{n:02}")).collect();
+    for id in &ids {
+        super::rows::transact_sqlite(&store.db, vec![node(id)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        text_column(&store, "SELECT id FROM nodes ORDER BY id").await,
+        ids
+    );
+}
