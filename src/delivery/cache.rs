@@ -1,7 +1,13 @@
 //! Endpoint settings and secrets for the senders, and each project's list of
-//! endpoints for publishing, read from the store at most once per `ttl`. Changes made through this process are
-//! seen at once (the API invalidates the entry); changes made by another
-//! process on the same database within `ttl`.
+//! endpoints for publishing, read from the store at most once per `ttl`.
+//! Changes made through this process are seen at once (the API invalidates
+//! the entry); changes made by another process on the same database within
+//! `ttl` and one read.
+//!
+//! When an entry expires, one caller reads it again and the others go on
+//! with the old value until that read is in. Otherwise every send under way
+//! to the endpoint (up to its in-flight limit, 64 by default) read the store
+//! at the same moment, once per `ttl`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,14 +42,70 @@ impl EndpointSnapshot {
     }
 }
 
-/// When an entry was read, and what was read (`None`: no such endpoint).
-type Entries = HashMap<EndpointId, (Instant, Option<Arc<EndpointSnapshot>>)>;
+/// A value read from the store, when it was read, and whether a caller is
+/// reading it again.
+struct Slot<T> {
+    loaded: Instant,
+    value: T,
+    refreshing: bool,
+}
+
+impl<T> Slot<T> {
+    fn new(value: T) -> Self {
+        Self {
+            loaded: Instant::now(),
+            value,
+            refreshing: false,
+        }
+    }
+}
+
+/// What `lookup` found.
+enum Lookup<T> {
+    Cached(T),
+    /// The caller reads the store (and `fill`s or `unmark`s the slot).
+    Read,
+}
+
+/// The cached value of `key` unless it is missing, or expired with nobody
+/// reading it again yet: then the caller is the one to read it.
+fn lookup<K, T>(map: &RwLock<HashMap<K, Slot<T>>>, key: &K, ttl: Duration) -> Lookup<T>
+where
+    K: std::hash::Hash + Eq,
+    T: Clone,
+{
+    if let Some(slot) = map.read().unwrap_or_else(|p| p.into_inner()).get(key)
+        && slot.loaded.elapsed() < ttl
+    {
+        return Lookup::Cached(slot.value.clone());
+    }
+    match map.write().unwrap_or_else(|p| p.into_inner()).get_mut(key) {
+        Some(slot) if slot.refreshing || slot.loaded.elapsed() < ttl => {
+            Lookup::Cached(slot.value.clone())
+        }
+        Some(slot) => {
+            slot.refreshing = true;
+            Lookup::Read
+        }
+        None => Lookup::Read,
+    }
+}
+
+/// A read of `key` failed: the next caller tries again.
+fn unmark<K: std::hash::Hash + Eq, T>(map: &RwLock<HashMap<K, Slot<T>>>, key: &K) {
+    if let Some(slot) = map.write().unwrap_or_else(|p| p.into_inner()).get_mut(key) {
+        slot.refreshing = false;
+    }
+}
+
+/// Each endpoint's snapshot (`None`: no such endpoint).
+type Entries = HashMap<EndpointId, Slot<Option<Arc<EndpointSnapshot>>>>;
 
 /// Entries beyond this are pruned of expired ones.
 const PRUNE_ABOVE: usize = 10_000;
 
-/// A project's endpoints, for fan-out and broadcast, with when read.
-type ProjectLists = HashMap<ProjectId, (Instant, Arc<Vec<Endpoint>>)>;
+/// A project's endpoints, for fan-out and broadcast.
+type ProjectLists = HashMap<ProjectId, Slot<Arc<Vec<Endpoint>>>>;
 
 pub(super) struct EndpointCache {
     store: Store,
@@ -78,13 +140,18 @@ impl EndpointCache {
         &self,
         id: &EndpointId,
     ) -> Result<Option<Arc<EndpointSnapshot>>, StoreError> {
-        if let Some((loaded, snapshot)) = self.read().get(id)
-            && loaded.elapsed() < self.ttl
-        {
-            return Ok(snapshot.clone());
+        if let Lookup::Cached(snapshot) = lookup(&self.entries, id, self.ttl) {
+            return Ok(snapshot);
         }
         let generation = self.generation();
-        let snapshot = self.store.endpoint_snapshot(id).await?.map(|stored| {
+        let stored = match self.store.endpoint_snapshot(id).await {
+            Ok(stored) => stored,
+            Err(err) => {
+                unmark(&self.entries, id);
+                return Err(err);
+            }
+        };
+        let snapshot = stored.map(|stored| {
             Arc::new(EndpointSnapshot {
                 endpoint: stored.endpoint,
                 secrets: stored.secrets,
@@ -104,9 +171,9 @@ impl EndpointCache {
             return;
         }
         if entries.len() > PRUNE_ABOVE {
-            entries.retain(|_, (loaded, _)| loaded.elapsed() < self.ttl);
+            entries.retain(|_, slot| slot.loaded.elapsed() < self.ttl);
         }
-        entries.insert(id.clone(), (Instant::now(), snapshot));
+        entries.insert(id.clone(), Slot::new(snapshot));
     }
 
     /// Every endpoint of `project`, oldest first.
@@ -114,29 +181,29 @@ impl EndpointCache {
         &self,
         project: &ProjectId,
     ) -> Result<Arc<Vec<Endpoint>>, StoreError> {
-        if let Some((loaded, list)) = self
-            .projects
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(project)
-            && loaded.elapsed() < self.ttl
-        {
-            return Ok(list.clone());
+        if let Lookup::Cached(list) = lookup(&self.projects, project, self.ttl) {
+            return Ok(list);
         }
         let generation = self.generation();
-        let list = Arc::new(
-            self.store
-                .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
-                .await?,
-        );
+        let read = self
+            .store
+            .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
+            .await;
+        let list = match read {
+            Ok(list) => Arc::new(list),
+            Err(err) => {
+                unmark(&self.projects, project);
+                return Err(err);
+            }
+        };
         let mut projects = self.write_lists();
         if self.generation() != generation {
             return Ok(list);
         }
         if projects.len() > PRUNE_ABOVE {
-            projects.retain(|_, (loaded, _)| loaded.elapsed() < self.ttl);
+            projects.retain(|_, slot| slot.loaded.elapsed() < self.ttl);
         }
-        projects.insert(project.clone(), (Instant::now(), list.clone()));
+        projects.insert(project.clone(), Slot::new(list.clone()));
         Ok(list)
     }
 
@@ -183,10 +250,6 @@ impl EndpointCache {
         projects.clear();
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
-        self.entries.read().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
         self.entries.write().unwrap_or_else(|p| p.into_inner())
     }
@@ -201,7 +264,7 @@ mod tests {
     use super::*;
     use crate::store::{DatabaseTarget, Durability};
 
-    async fn cache() -> (EndpointCache, tempfile::TempDir) {
+    async fn cache_with_ttl(ttl: Duration) -> (EndpointCache, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&DatabaseTarget::Sqlite {
             path: dir.path().join("cache.db"),
@@ -210,11 +273,37 @@ mod tests {
         .await
         .unwrap();
         store.migrate().await.unwrap();
-        (EndpointCache::new(store, Duration::from_secs(60)), dir)
+        (EndpointCache::new(store, ttl), dir)
+    }
+
+    async fn cache() -> (EndpointCache, tempfile::TempDir) {
+        cache_with_ttl(Duration::from_secs(60)).await
     }
 
     fn cached(cache: &EndpointCache, id: &EndpointId) -> bool {
-        cache.read().contains_key(id)
+        cache.entries.read().unwrap().contains_key(id)
+    }
+
+    #[tokio::test]
+    async fn one_caller_reads_an_expired_entry_again_the_others_keep_the_old() {
+        // Every entry is expired as soon as it is read.
+        let (cache, _dir) = cache_with_ttl(Duration::ZERO).await;
+        let id = EndpointId::from_uuid(uuid::Uuid::from_u128(3));
+        let reads =
+            |cache: &EndpointCache| matches!(lookup(&cache.entries, &id, cache.ttl), Lookup::Read);
+        assert!(reads(&cache), "nothing cached: read it");
+        cache.get(&id).await.unwrap();
+        assert!(reads(&cache), "expired: read it again");
+        for _ in 0..3 {
+            assert!(
+                !reads(&cache),
+                "another caller is reading it: the old value meanwhile"
+            );
+        }
+        unmark(&cache.entries, &id);
+        assert!(reads(&cache), "that read failed: the next caller reads");
+        cache.fill(&id, cache.generation(), None);
+        assert!(reads(&cache), "read again, and expired again");
     }
 
     #[tokio::test]
