@@ -95,7 +95,8 @@ pub(super) fn chain(backend: DbBackend, statements: Vec<Statement>) -> Vec<State
 ///
 /// On any error the transaction is rolled back and the connection closed
 /// rather than put back in the pool, where it might still be inside the
-/// transaction; errors here are rare, and a new connection is cheap.
+/// transaction; the same if this future is dropped before the text has run.
+/// Errors here are rare, and a new connection is cheap.
 pub(super) async fn transact_sqlite(
     db: &DatabaseConnection,
     statements: Vec<Statement>,
@@ -111,23 +112,39 @@ pub(super) async fn transact_sqlite(
         return Ok(Vec::new());
     };
     let values = text.values.unwrap_or(sea_orm::Values(Vec::new()));
-    let mut conn = db
-        .get_sqlite_connection_pool()
-        .acquire()
-        .await
-        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
+    let mut guard = CloseUnlessDone(None);
+    let conn = guard.0.insert(
+        db.get_sqlite_connection_pool()
+            .acquire()
+            .await
+            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?,
+    );
     let query = sqlx::query_with(
         sqlx::AssertSqlSafe(text.sql),
         sea_query_sqlx::SqlxValues(values),
     );
-    match query.fetch_all(&mut *conn).await {
-        Ok(rows) => Ok(rows.into_iter().map(QueryResult::from).collect()),
+    match query.fetch_all(&mut **conn).await {
+        Ok(rows) => {
+            // Done: back to the pool.
+            guard.0.take();
+            Ok(rows.into_iter().map(QueryResult::from).collect())
+        }
         Err(e) => {
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe("ROLLBACK"))
-                .execute(&mut *conn)
+                .execute(&mut **conn)
                 .await;
-            conn.close_on_drop();
             Err(failed(e))
+        }
+    }
+}
+
+/// A pooled connection that is closed when dropped, unless taken out first.
+struct CloseUnlessDone(Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>>);
+
+impl Drop for CloseUnlessDone {
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.0 {
+            conn.close_on_drop();
         }
     }
 }

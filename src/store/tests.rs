@@ -274,3 +274,35 @@ async fn sqlite_one_trip_transaction_fails_whole_and_leaves_the_pool_clean() {
         ids
     );
 }
+
+/// A write dropped while its text runs (say, by a timeout around it) may
+/// fail there with nobody to roll it back: its connection must not go back
+/// to the pool.
+#[tokio::test]
+async fn sqlite_one_trip_transaction_dropped_part_way_leaves_the_pool_clean() {
+    let (_dir, store) = sqlite_store(Durability::Full).await;
+    let backend = sea_orm::DbBackend::Sqlite;
+    let node = |id: &str| {
+        Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, 0, 0)",
+            [id.into()],
+        )
+    };
+    for _ in 0..4 {
+        let broken = Statement::from_string(backend, "INSERT INTO no_such_table VALUES (1)");
+        let write = super::rows::transact_sqlite(&store.db, vec![node("dropped"), broken]);
+        // Polled until it waits for the worker, then dropped.
+        let _ = tokio::time::timeout(std::time::Duration::ZERO, write).await;
+    }
+    let ids: Vec<String> = (0..12).map(|n| format!("n{n:02}")).collect();
+    for id in &ids {
+        super::rows::transact_sqlite(&store.db, vec![node(id)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        text_column(&store, "SELECT id FROM nodes ORDER BY id").await,
+        ids
+    );
+}
