@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::endpoint::Endpoint;
+use crate::domain::fields::OwnerId;
 use crate::domain::ids::{EndpointId, ProjectId};
 use crate::domain::secret::{Secret, SecretVersion};
 use crate::domain::time::Timestamp;
@@ -214,6 +215,32 @@ impl EndpointCache {
     ) -> Result<Arc<Vec<Endpoint>>, StoreError> {
         self.write_lists().remove(project);
         self.project_endpoints(project).await
+    }
+
+    /// Reads the project's endpoints from the store again if it has one of
+    /// `owner`'s, which the cached list lacks (made through another
+    /// process); `None` if it has none. Looking the owner up first costs
+    /// one indexed read, where reading the list again would cost the
+    /// project's whole list for each publish to an owner that does not
+    /// exist.
+    pub(super) async fn refresh_project_for_owner(
+        &self,
+        project: &ProjectId,
+        owner: &OwnerId,
+    ) -> Result<Option<Arc<Vec<Endpoint>>>, StoreError> {
+        let filter = EndpointFilter {
+            owner_id: Some(owner.clone()),
+            status: None,
+        };
+        if self
+            .store
+            .list_endpoints(project, &filter, None, 1)
+            .await?
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        self.refresh_project(project).await.map(Some)
     }
 
     /// Reads the endpoint from the store now, whatever is cached.

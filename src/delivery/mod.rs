@@ -382,13 +382,15 @@ impl Engine {
                 let owns = |e: &&Endpoint| e.owner_id.as_ref() == Some(owner);
                 let mut all = cache.project_endpoints(project).await?;
                 if !all.iter().any(|e| owns(&e)) {
-                    all = cache.refresh_project(project).await?;
-                }
-                if !all.iter().any(|e| owns(&e)) {
-                    return Err(PublishError::TargetNotFound {
-                        index,
-                        what: "owner_id",
-                    });
+                    all = match cache.refresh_project_for_owner(project, owner).await? {
+                        Some(fresh) if fresh.iter().any(|e| owns(&e)) => fresh,
+                        _ => {
+                            return Err(PublishError::TargetNotFound {
+                                index,
+                                what: "owner_id",
+                            });
+                        }
+                    };
                 }
                 all.iter().filter(owns).filter(admits).map(target).collect()
             }
