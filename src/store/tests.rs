@@ -241,38 +241,51 @@ async fn sqlite_wal_stays_bounded_under_steady_writes() {
     assert!(largest < 12_288, "the WAL reached {largest} pages");
 }
 
-/// A write that fails part-way leaves nothing behind, neither its earlier
-/// statements' rows nor a connection still inside its transaction: every
-/// pooled connection takes later writes.
-#[tokio::test]
-async fn sqlite_one_trip_transaction_fails_whole_and_leaves_the_pool_clean() {
-    let (_dir, store) = sqlite_store(Durability::Full).await;
-    let node = |id: &str| {
-        Statement::from_sql_and_values(
-            sea_orm::DbBackend::Sqlite,
-            "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, 0, 0)",
-            [id.into()],
-        )
-    };
-    let broken = Statement::from_string(
+/// Inserts node `id`: a write for the one-trip transaction tests.
+fn insert_node(id: &str) -> Statement {
+    Statement::from_sql_and_values(
         sea_orm::DbBackend::Sqlite,
-        "INSERT INTO no_such_table VALUES (1)",
-    );
-    let failed = super::rows::transact_sqlite(&store.db, vec![node("first"), broken]).await;
-    assert!(failed.is_err());
-    assert!(text_column(&store, "SELECT id FROM nodes").await.is_empty());
+        "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, 0, 0)",
+        [id.into()],
+    )
+}
 
-    // More writes than the pool has connections, each on whichever it gets.
+/// A write that fails after its first statement.
+fn broken_write() -> Vec<Statement> {
+    vec![
+        insert_node("never"),
+        Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "INSERT INTO no_such_table VALUES (1)",
+        ),
+    ]
+}
+
+/// Writes more times than the pool has connections (each on whichever it
+/// gets): all of them land only if no connection was left inside a
+/// transaction.
+async fn assert_every_connection_writes(store: &Store) {
     let ids: Vec<String> = (0..12).map(|n| format!("n{n:02}")).collect();
     for id in &ids {
-        super::rows::transact_sqlite(&store.db, vec![node(id)])
+        super::rows::transact_sqlite(&store.db, vec![insert_node(id)])
             .await
             .unwrap();
     }
     assert_eq!(
-        text_column(&store, "SELECT id FROM nodes ORDER BY id").await,
+        text_column(store, "SELECT id FROM nodes ORDER BY id").await,
         ids
     );
+}
+
+/// A write that fails part-way leaves nothing behind, neither its earlier
+/// statements' rows nor a connection still inside its transaction.
+#[tokio::test]
+async fn sqlite_one_trip_transaction_fails_whole_and_leaves_the_pool_clean() {
+    let (_dir, store) = sqlite_store(Durability::Full).await;
+    let failed = super::rows::transact_sqlite(&store.db, broken_write()).await;
+    assert!(failed.is_err());
+    assert!(text_column(&store, "SELECT id FROM nodes").await.is_empty());
+    assert_every_connection_writes(&store).await;
 }
 
 /// A write dropped while its text runs (say, by a timeout around it) may
@@ -281,28 +294,10 @@ async fn sqlite_one_trip_transaction_fails_whole_and_leaves_the_pool_clean() {
 #[tokio::test]
 async fn sqlite_one_trip_transaction_dropped_part_way_leaves_the_pool_clean() {
     let (_dir, store) = sqlite_store(Durability::Full).await;
-    let backend = sea_orm::DbBackend::Sqlite;
-    let node = |id: &str| {
-        Statement::from_sql_and_values(
-            backend,
-            "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, 0, 0)",
-            [id.into()],
-        )
-    };
     for _ in 0..4 {
-        let broken = Statement::from_string(backend, "INSERT INTO no_such_table VALUES (1)");
-        let write = super::rows::transact_sqlite(&store.db, vec![node("dropped"), broken]);
+        let write = super::rows::transact_sqlite(&store.db, broken_write());
         // Polled until it waits for the worker, then dropped.
         let _ = tokio::time::timeout(std::time::Duration::ZERO, write).await;
     }
-    let ids: Vec<String> = (0..12).map(|n| format!("n{n:02}")).collect();
-    for id in &ids {
-        super::rows::transact_sqlite(&store.db, vec![node(id)])
-            .await
-            .unwrap();
-    }
-    assert_eq!(
-        text_column(&store, "SELECT id FROM nodes ORDER BY id").await,
-        ids
-    );
+    assert_every_connection_writes(&store).await;
 }
