@@ -141,40 +141,16 @@ impl EndpointCache {
         &self,
         id: &EndpointId,
     ) -> Result<Option<Arc<EndpointSnapshot>>, StoreError> {
-        if let Lookup::Cached(snapshot) = lookup(&self.entries, id, self.ttl) {
-            return Ok(snapshot);
-        }
-        let generation = self.generation();
-        let stored = match self.store.endpoint_snapshot(id).await {
-            Ok(stored) => stored,
-            Err(err) => {
-                unmark(&self.entries, id);
-                return Err(err);
-            }
+        let read = async {
+            Ok(self.store.endpoint_snapshot(id).await?.map(|stored| {
+                Arc::new(EndpointSnapshot {
+                    endpoint: stored.endpoint,
+                    secrets: stored.secrets,
+                    retry: stored.retry,
+                })
+            }))
         };
-        let snapshot = stored.map(|stored| {
-            Arc::new(EndpointSnapshot {
-                endpoint: stored.endpoint,
-                secrets: stored.secrets,
-                retry: stored.retry,
-            })
-        });
-        self.fill(id, generation, snapshot.clone());
-        Ok(snapshot)
-    }
-
-    /// Caches what was read from the store for `id`, unless an invalidation
-    /// came since `generation` (when the read began).
-    fn fill(&self, id: &EndpointId, generation: u64, snapshot: Option<Arc<EndpointSnapshot>>) {
-        let mut entries = self.write();
-        // Checked under the lock that invalidations take too.
-        if self.generation() != generation {
-            return;
-        }
-        if entries.len() > PRUNE_ABOVE {
-            entries.retain(|_, slot| slot.loaded.elapsed() < self.ttl);
-        }
-        entries.insert(id.clone(), Slot::new(snapshot));
+        self.cached(&self.entries, id, read).await
     }
 
     /// Every endpoint of `project`, oldest first.
@@ -182,30 +158,59 @@ impl EndpointCache {
         &self,
         project: &ProjectId,
     ) -> Result<Arc<Vec<Endpoint>>, StoreError> {
-        if let Lookup::Cached(list) = lookup(&self.projects, project, self.ttl) {
-            return Ok(list);
+        let read = async {
+            Ok(Arc::new(
+                self.store
+                    .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
+                    .await?,
+            ))
+        };
+        self.cached(&self.projects, project, read).await
+    }
+
+    /// The value of `key` in `map`, or else what `read` gets from the store
+    /// (see [`lookup`]), cached.
+    async fn cached<K, T>(
+        &self,
+        map: &RwLock<HashMap<K, Slot<T>>>,
+        key: &K,
+        read: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError>
+    where
+        K: std::hash::Hash + Eq + Clone,
+        T: Clone,
+    {
+        if let Lookup::Cached(value) = lookup(map, key, self.ttl) {
+            return Ok(value);
         }
         let generation = self.generation();
-        let read = self
-            .store
-            .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
-            .await;
-        let list = match read {
-            Ok(list) => Arc::new(list),
-            Err(err) => {
-                unmark(&self.projects, project);
-                return Err(err);
+        match read.await {
+            Ok(value) => {
+                self.fill(map, key, generation, value.clone());
+                Ok(value)
             }
-        };
-        let mut projects = self.write_lists();
+            Err(err) => {
+                unmark(map, key);
+                Err(err)
+            }
+        }
+    }
+
+    /// Caches what was read from the store for `key`, unless an
+    /// invalidation came since `generation` (when the read began).
+    fn fill<K, T>(&self, map: &RwLock<HashMap<K, Slot<T>>>, key: &K, generation: u64, value: T)
+    where
+        K: std::hash::Hash + Eq + Clone,
+    {
+        let mut map = map.write().unwrap_or_else(|p| p.into_inner());
+        // Checked under a lock that invalidations take too.
         if self.generation() != generation {
-            return Ok(list);
+            return;
         }
-        if projects.len() > PRUNE_ABOVE {
-            projects.retain(|_, slot| slot.loaded.elapsed() < self.ttl);
+        if map.len() > PRUNE_ABOVE {
+            map.retain(|_, slot| slot.loaded.elapsed() < self.ttl);
         }
-        projects.insert(project.clone(), Slot::new(list.clone()));
-        Ok(list)
+        map.insert(key.clone(), Slot::new(value));
     }
 
     /// Reads the project's endpoints from the store now, whatever is cached.
@@ -329,7 +334,7 @@ mod tests {
         }
         unmark(&cache.entries, &id);
         assert!(reads(&cache), "that read failed: the next caller reads");
-        cache.fill(&id, cache.generation(), None);
+        cache.fill(&cache.entries, &id, cache.generation(), None);
         assert!(reads(&cache), "read again, and expired again");
     }
 
@@ -342,16 +347,16 @@ mod tests {
         let before_change = cache.generation();
         cache.invalidate(&id);
         // ...and finished after: what it read may be the old state.
-        cache.fill(&id, before_change, None);
+        cache.fill(&cache.entries, &id, before_change, None);
         assert!(!cached(&cache, &id), "the old state must not be cached");
 
-        cache.fill(&id, cache.generation(), None);
+        cache.fill(&cache.entries, &id, cache.generation(), None);
         assert!(cached(&cache, &id), "a read with nothing in between is");
 
         let before_all = cache.generation();
         cache.invalidate_all();
         assert!(!cached(&cache, &id));
-        cache.fill(&id, before_all, None);
+        cache.fill(&cache.entries, &id, before_all, None);
         assert!(!cached(&cache, &id), "invalidate_all overtakes reads too");
     }
 

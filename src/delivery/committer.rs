@@ -188,18 +188,16 @@ fn unlease(shared: &Shared, records: &[PublishRecord]) {
 }
 
 fn hand_over(shared: &Shared, records: &[PublishRecord], outcomes: &[Published]) {
+    let mut overflowed = false;
     for (record, outcome) in records.iter().zip(outcomes) {
         if *outcome != Published::Stored {
             unlease(shared, std::slice::from_ref(record));
             continue;
         }
-        if record
+        overflowed |= record
             .deliveries
             .iter()
-            .any(|d| d.status == DeliveryStatus::Scheduled)
-        {
-            shared.dispatcher.note_backlog();
-        }
+            .any(|d| d.status == DeliveryStatus::Scheduled);
         let event = Arc::new(record.event.clone());
         for delivery in record.deliveries.iter().filter(|d| d.lease_owner.is_some()) {
             shared.dispatcher.push_reserved(Job {
@@ -210,5 +208,9 @@ fn hand_over(shared: &Shared, records: &[PublishRecord], outcomes: &[Published])
                 attempts: 0,
             });
         }
+    }
+    // Once for the batch: deliveries that found memory full wait in the store.
+    if overflowed {
+        shared.dispatcher.note_backlog();
     }
 }

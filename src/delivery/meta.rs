@@ -42,13 +42,7 @@ pub(super) async fn tick(shared: &Arc<Shared>) -> Result<usize, StoreError> {
         .forward_delivery_meta_events(shared.clock.now())
         .await
     {
-        if shared.stopping.is_cancelled() {
-            // The store may already be closing: nothing is lost, the
-            // outcomes are forwarded at the next start.
-            tracing::debug!(error = %err, "forwarding meta events stopped by shutdown");
-        } else {
-            tracing::warn!(error = %err, "forwarding meta events failed");
-        }
+        log_failure(shared, &err, "forwarding meta events");
     }
     let mut total = 0;
     loop {
@@ -112,13 +106,19 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         if cancel.is_cancelled() {
             return;
         }
-        match tick(&shared).await {
-            Err(err) if shared.stopping.is_cancelled() => {
-                tracing::debug!(error = %err, "sending meta events stopped by shutdown");
-            }
-            Err(err) => tracing::warn!(error = %err, "forwarding or sending meta events failed"),
-            Ok(_) => {}
+        if let Err(err) = tick(&shared).await {
+            log_failure(&shared, &err, "sending meta events");
         }
+    }
+}
+
+/// A failed pass is a WARN, except once shutdown has begun: the store may
+/// be closing then, and nothing is lost (the next start takes it up).
+fn log_failure(shared: &Shared, err: &StoreError, what: &str) {
+    if shared.stopping.is_cancelled() {
+        tracing::debug!(error = %err, "{what} stopped by shutdown");
+    } else {
+        tracing::warn!(error = %err, "{what} failed");
     }
 }
 

@@ -103,7 +103,6 @@ pub(super) async fn transact_sqlite(
 ) -> Result<Vec<QueryResult>, DbErr> {
     use sea_orm::RuntimeErr;
     use sea_orm::sqlx;
-    let failed = |e: sqlx::Error| DbErr::Query(RuntimeErr::SqlxError(e.into()));
     let mut all = Vec::with_capacity(statements.len() + 2);
     all.push(Statement::from_string(DbBackend::Sqlite, "BEGIN IMMEDIATE"));
     all.extend(statements);
@@ -133,7 +132,7 @@ pub(super) async fn transact_sqlite(
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe("ROLLBACK"))
                 .execute(&mut **conn)
                 .await;
-            Err(failed(e))
+            Err(DbErr::Query(RuntimeErr::SqlxError(e.into())))
         }
     }
 }
