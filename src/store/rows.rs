@@ -1,6 +1,8 @@
 //! Many rows in one statement whose text never changes: the rows travel as a
 //! single JSON array of arrays, bound as one parameter and unpacked by the
-//! database (`jsonb_each` on SQLite, `json_array_elements` on PostgreSQL).
+//! database (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL).
+//! Both unpack into the binary JSON form, parsed once per batch; PostgreSQL's
+//! `json` type would parse each row's text again for every field read from it.
 //!
 //! This is how the delivery path writes. A multi-row `VALUES` list differs
 //! with every row count, so each batch was parsed and planned anew, and
@@ -31,7 +33,7 @@ pub(super) fn field(index: usize, kind: Field) -> String {
 /// statement reads from; its one `?` takes [`encode`]'s text.
 pub(super) fn source(backend: DbBackend) -> &'static str {
     match backend {
-        DbBackend::Postgres => "json_array_elements(CAST(? AS json)) AS r(value)",
+        DbBackend::Postgres => "jsonb_array_elements(CAST(? AS jsonb)) AS r(value)",
         _ => "jsonb_each(?) AS r",
     }
 }
@@ -166,7 +168,7 @@ mod tests {
         let pg = insert(DbBackend::Postgres, "t", &columns, &[("a", 1)]);
         assert!(
             pg.sql
-                .ends_with("FROM json_array_elements(CAST($1 AS json)) AS r(value)")
+                .ends_with("FROM jsonb_array_elements(CAST($1 AS jsonb)) AS r(value)")
         );
     }
 
