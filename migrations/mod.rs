@@ -16,6 +16,7 @@ mod m20261122_000008_meta_events;
 mod m20261122_000009_project_defaults;
 mod m20261123_000010_drop_lease_owner_index;
 mod m20261123_000011_partial_delivery_indexes;
+mod m20261123_000012_change_log_hash_join;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000009_project_defaults::Migration),
             Box::new(m20261123_000010_drop_lease_owner_index::Migration),
             Box::new(m20261123_000011_partial_delivery_indexes::Migration),
+            Box::new(m20261123_000012_change_log_hash_join::Migration),
         ]
     }
 }
