@@ -17,6 +17,7 @@ mod m20261122_000009_project_defaults;
 mod m20261123_000010_drop_lease_owner_index;
 mod m20261123_000011_partial_delivery_indexes;
 mod m20261123_000012_change_log_hash_join;
+mod m20261123_000013_postgres_delivery_path_foreign_keys;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000010_drop_lease_owner_index::Migration),
             Box::new(m20261123_000011_partial_delivery_indexes::Migration),
             Box::new(m20261123_000012_change_log_hash_join::Migration),
+            Box::new(m20261123_000013_postgres_delivery_path_foreign_keys::Migration),
         ]
     }
 }
