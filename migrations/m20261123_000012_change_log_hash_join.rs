@@ -7,7 +7,6 @@
 //! row and has no such join.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
 pub(super) struct Migration;
@@ -18,28 +17,18 @@ pub(super) struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "ALTER FUNCTION hookd_log_updated_deliveries() SET enable_nestloop = off",
-            )
-            .await
-            .map(drop)
+        super::on_postgres(
+            manager,
+            "ALTER FUNCTION hookd_log_updated_deliveries() SET enable_nestloop = off",
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "ALTER FUNCTION hookd_log_updated_deliveries() RESET enable_nestloop",
-            )
-            .await
-            .map(drop)
+        super::on_postgres(
+            manager,
+            "ALTER FUNCTION hookd_log_updated_deliveries() RESET enable_nestloop",
+        )
+        .await
     }
 }

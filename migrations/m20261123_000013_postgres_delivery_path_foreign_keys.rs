@@ -13,7 +13,6 @@
 //! page cache, and dropping a constraint would rebuild each table.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
 pub(super) struct Migration;
@@ -49,24 +48,14 @@ const KEYS: [(&str, &str, &str, &str, &str); 3] = [
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
         let sql: Vec<String> = KEYS
             .iter()
             .map(|(table, name, ..)| format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
             .collect();
-        manager
-            .get_connection()
-            .execute_unprepared(&sql.join("; "))
-            .await
-            .map(drop)
+        super::on_postgres(manager, &sql.join("; ")).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
         let sql: Vec<String> = KEYS
             .iter()
             .map(|(table, name, column, parent, key)| {
@@ -76,10 +65,6 @@ impl MigrationTrait for Migration {
                 )
             })
             .collect();
-        manager
-            .get_connection()
-            .execute_unprepared(&sql.join("; "))
-            .await
-            .map(drop)
+        super::on_postgres(manager, &sql.join("; ")).await
     }
 }

@@ -41,3 +41,17 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Runs `sql` on PostgreSQL; nothing on SQLite. For migrations that change
+/// only what PostgreSQL has (its trigger functions, its foreign-key triggers).
+async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::DbBackend;
+    if manager.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    manager
+        .get_connection()
+        .execute_unprepared(sql)
+        .await
+        .map(drop)
+}
