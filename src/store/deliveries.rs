@@ -513,7 +513,12 @@ fn breaker_statements(
     );
     let source = rows::source(backend);
     let now = now.unix_micros();
-    vec![
+    // Each pair changes only endpoints with a success, or only endpoints
+    // with failures: a batch without any leaves its pair out (the common
+    // all-success batch writes two statements, not four).
+    let any_success = health.values().any(|h| h.succeeded);
+    let any_failure = health.values().any(|h| h.failures > 0);
+    let success = [
         statement(
             backend,
             &format!(
@@ -533,6 +538,8 @@ fn breaker_statements(
             ),
             vec![encoded.clone().into()],
         ),
+    ];
+    let failure = [
         statement(
             backend,
             &format!(
@@ -558,7 +565,15 @@ fn breaker_statements(
                 i64::from(breaker_failures).into(),
             ],
         ),
-    ]
+    ];
+    let mut statements = Vec::with_capacity(4);
+    if any_success {
+        statements.extend(success);
+    }
+    if any_failure {
+        statements.extend(failure);
+    }
+    statements
 }
 
 /// The status changes in the rows the breaker's statements returned.
@@ -930,4 +945,64 @@ pub(super) fn attempt_from_row(row: delivery_attempt::Model) -> Result<Attempt, 
         response_body: row.response_body,
         duration_ms: u32::try_from(row.duration_ms).unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(succeeded: bool, failures: i64) -> Health {
+        Health {
+            succeeded,
+            failures,
+            ..Health::default()
+        }
+    }
+
+    /// The statements' text, first words only, for `health` by endpoint.
+    fn breaker_sql(entries: Vec<(u128, Health)>) -> Vec<String> {
+        let ids: Vec<EndpointId> = entries
+            .iter()
+            .map(|(id, _)| EndpointId::from_uuid(uuid::Uuid::from_u128(*id)))
+            .collect();
+        let map: BTreeMap<&EndpointId, Health> = ids
+            .iter()
+            .zip(entries.into_iter().map(|(_, h)| h))
+            .collect();
+        breaker_statements(DbBackend::Sqlite, &map, Timestamp::from_unix_micros(0), 50)
+            .into_iter()
+            .map(|s| s.sql.chars().take(100).collect())
+            .collect()
+    }
+
+    #[test]
+    fn breaker_writes_only_the_statements_a_batch_can_change() {
+        let (a, b) = (1, 2);
+        assert!(breaker_sql(vec![]).is_empty());
+
+        let successes = breaker_sql(vec![(a, health(true, 0)), (b, health(true, 0))]);
+        assert_eq!(successes.len(), 2, "{successes:?}");
+        assert!(successes[0].contains("status = 'active'"), "{successes:?}");
+        assert!(
+            successes[1].contains("consecutive_failures = "),
+            "{successes:?}"
+        );
+
+        let failures = breaker_sql(vec![(a, health(false, 3))]);
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(
+            failures[0].contains("consecutive_failures + "),
+            "{failures:?}"
+        );
+        assert!(failures[1].contains("status = 'inactive'"), "{failures:?}");
+
+        // A success followed by failures needs all four: its count is set
+        // to the failures after the success, then checked against the
+        // threshold.
+        assert_eq!(breaker_sql(vec![(a, health(true, 2))]).len(), 4);
+        assert_eq!(
+            breaker_sql(vec![(a, health(true, 0)), (b, health(false, 1))]).len(),
+            4
+        );
+    }
 }
