@@ -151,12 +151,8 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     }
 }
 
-/// How often the SQLite WAL is copied back into the database file. The
-/// commits that land during a checkpoint make the publish-ack tail: in
-/// alternated 8 s latency runs at 1,000 events/s the ack p99 was 3.1–3.5 ms
-/// with rounds every 60 ms, 3.2–5.4 ms every 250 ms and 5.5–11.5 ms every
-/// second (BENCHMARKS.md). Throughput was no worse at 60 ms.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(60);
+/// How often the SQLite WAL is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// On SQLite, checkpoints the WAL every `CHECKPOINT_EVERY` until cancelled
 /// (see `Store::checkpoint`); returns at once on PostgreSQL.
