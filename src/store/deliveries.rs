@@ -489,7 +489,12 @@ fn breaker_statements(
     breaker_failures: u32,
 ) -> Vec<Statement> {
     use rows::field;
-    if health.is_empty() {
+    // Each pair changes only endpoints with a success, or only endpoints
+    // with failures: a batch without any leaves its pair out (the common
+    // all-success batch writes two statements, not four).
+    let any_success = health.values().any(|h| h.succeeded);
+    let any_failure = health.values().any(|h| h.failures > 0);
+    if !any_success && !any_failure {
         return Vec::new();
     }
     let encoded = rows::encode(
@@ -513,33 +518,32 @@ fn breaker_statements(
     );
     let source = rows::source(backend);
     let now = now.unix_micros();
-    // Each pair changes only endpoints with a success, or only endpoints
-    // with failures: a batch without any leaves its pair out (the common
-    // all-success batch writes two statements, not four).
-    let any_success = health.values().any(|h| h.succeeded);
-    let any_failure = health.values().any(|h| h.failures > 0);
-    let success = [
-        statement(
-            backend,
-            &format!(
-                "UPDATE endpoints SET status = 'active', status_changed_at = ?, \
+    let mut statements = Vec::with_capacity(4);
+    if any_success {
+        statements.extend([
+            statement(
+                backend,
+                &format!(
+                    "UPDATE endpoints SET status = 'active', status_changed_at = ?, \
                  revision = endpoints.revision + 1 FROM {source} \
                  WHERE endpoints.id = {id} AND {succeeded} = 1 AND endpoints.status = 'pending' \
                  RETURNING endpoints.id, endpoints.status"
+                ),
+                vec![now.into(), encoded.clone().into()],
             ),
-            vec![now.into(), encoded.clone().into()],
-        ),
-        statement(
-            backend,
-            &format!(
-                "UPDATE endpoints SET consecutive_failures = {failures} FROM {source} \
+            statement(
+                backend,
+                &format!(
+                    "UPDATE endpoints SET consecutive_failures = {failures} FROM {source} \
                  WHERE endpoints.id = {id} AND {succeeded} = 1 \
                  AND endpoints.consecutive_failures <> {failures}"
+                ),
+                vec![encoded.clone().into()],
             ),
-            vec![encoded.clone().into()],
-        ),
-    ];
-    let failure = [
+        ]);
+    }
+    if any_failure {
+        statements.extend([
         statement(
             backend,
             &format!(
@@ -565,13 +569,7 @@ fn breaker_statements(
                 i64::from(breaker_failures).into(),
             ],
         ),
-    ];
-    let mut statements = Vec::with_capacity(4);
-    if any_success {
-        statements.extend(success);
-    }
-    if any_failure {
-        statements.extend(failure);
+        ]);
     }
     statements
 }
