@@ -99,6 +99,25 @@ fn unmark<K: std::hash::Hash + Eq, T>(map: &RwLock<HashMap<K, Slot<T>>>, key: &K
     }
 }
 
+/// The read `lookup` handed to a caller, which `unmark`s its slot when
+/// dropped unless it was filled: a read that fails, and one whose caller
+/// stops waiting (a publish whose client gave up), both let the next caller
+/// read. Otherwise the slot would stay marked and its old value be served
+/// until something invalidated it.
+struct Reading<'a, K: std::hash::Hash + Eq, T> {
+    map: &'a RwLock<HashMap<K, Slot<T>>>,
+    key: &'a K,
+    filled: bool,
+}
+
+impl<K: std::hash::Hash + Eq, T> Drop for Reading<'_, K, T> {
+    fn drop(&mut self) {
+        if !self.filled {
+            unmark(self.map, self.key);
+        }
+    }
+}
+
 /// Each endpoint's snapshot (`None`: no such endpoint).
 type Entries = HashMap<EndpointId, Slot<Option<Arc<EndpointSnapshot>>>>;
 
@@ -183,17 +202,16 @@ impl EndpointCache {
         if let Lookup::Cached(value) = lookup(map, key, self.ttl) {
             return Ok(value);
         }
+        let mut reading = Reading {
+            map,
+            key,
+            filled: false,
+        };
         let generation = self.generation();
-        match read.await {
-            Ok(value) => {
-                self.fill(map, key, generation, value.clone());
-                Ok(value)
-            }
-            Err(err) => {
-                unmark(map, key);
-                Err(err)
-            }
-        }
+        let value = read.await?;
+        self.fill(map, key, generation, value.clone());
+        reading.filled = true;
+        Ok(value)
     }
 
     /// Caches what was read from the store for `key`, unless an
@@ -334,6 +352,14 @@ mod tests {
         }
         unmark(&cache.entries, &id);
         assert!(reads(&cache), "that read failed: the next caller reads");
+        unmark(&cache.entries, &id);
+        // A read whose caller stops waiting: dropped before it is in.
+        let abandoned = cache.cached(&cache.entries, &id, std::future::pending());
+        let _ = tokio::time::timeout(Duration::ZERO, abandoned).await;
+        assert!(
+            reads(&cache),
+            "that read was dropped: the next caller reads"
+        );
         cache.fill(&cache.entries, &id, cache.generation(), None);
         assert!(reads(&cache), "read again, and expired again");
     }
