@@ -117,21 +117,26 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
     }
 
     let mut e2e = Vec::new();
+    let mut e2e_cpu = Vec::new();
     let mut peaks = Vec::new();
     for run in (1..=sizes.repeats).filter(|_| plan.runs("e2e")) {
         progress.begin(&format!(
             "end to end, 1 endpoint, {} deliveries (run {run})",
             sizes.e2e
         ));
-        let (rate, peak, counted) =
-            scenarios::end_to_end(&database, instances, sizes.e2e, 1, plan.watch, &progress)
-                .await?;
-        accounting.add(counted);
-        progress.result(&format!("{rate:.0} deliveries/s, peak RSS {peak:.1} MiB"));
-        e2e.push(rate);
-        peaks.push(peak);
+        let run = scenarios::end_to_end(&database, instances, sizes.e2e, 1, plan.watch, &progress)
+            .await?;
+        accounting.add(run.accounting);
+        progress.result(&format!(
+            "{:.0} deliveries/s, peak RSS {:.1} MiB, hookd CPU {:.0} µs/delivery",
+            run.rate, run.peak_rss_mb, run.cpu_us_per_delivery
+        ));
+        e2e.push(run.rate);
+        e2e_cpu.push(run.cpu_us_per_delivery);
+        peaks.push(run.peak_rss_mb);
     }
     summary.e2e_per_s = median(&e2e);
+    summary.e2e_cpu_us = median(&e2e_cpu);
     summary.peak_rss_mb = peaks.iter().copied().fold(0.0, f64::max);
     // Both measured in this run, or the ratio means nothing.
     summary.e2e_vs_ceiling = if summary.ceiling_per_s > 0.0 {
@@ -141,19 +146,24 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
     };
 
     let mut fanout = Vec::new();
+    let mut fanout_cpu = Vec::new();
     for run in (1..=sizes.repeats).filter(|_| plan.runs("fanout")) {
         progress.begin(&format!(
             "fan-out to 10 endpoints, {} deliveries (run {run})",
             sizes.e2e
         ));
-        let (rate, _, counted) =
-            scenarios::end_to_end(&database, instances, sizes.e2e, 10, plan.watch, &progress)
-                .await?;
-        accounting.add(counted);
-        progress.result(&format!("{rate:.0} deliveries/s"));
-        fanout.push(rate);
+        let run = scenarios::end_to_end(&database, instances, sizes.e2e, 10, plan.watch, &progress)
+            .await?;
+        accounting.add(run.accounting);
+        progress.result(&format!(
+            "{:.0} deliveries/s, hookd CPU {:.0} µs/delivery",
+            run.rate, run.cpu_us_per_delivery
+        ));
+        fanout.push(run.rate);
+        fanout_cpu.push(run.cpu_us_per_delivery);
     }
     summary.fanout_e2e_per_s = median(&fanout);
+    summary.fanout_cpu_us = median(&fanout_cpu);
 
     if plan.runs("latency") {
         progress.begin(&format!(

@@ -48,6 +48,11 @@ pub(super) struct Summary {
     pub(super) backlog_added_mb: Option<f64>,
     #[serde(skip)]
     pub(super) bad_signatures: u64,
+    /// hookd's CPU time per delivery (µs), medians: end to end, fan-out.
+    #[serde(skip)]
+    pub(super) e2e_cpu_us: f64,
+    #[serde(skip)]
+    pub(super) fanout_cpu_us: f64,
 }
 
 impl Summary {
@@ -85,6 +90,11 @@ impl Summary {
             "fan-out to 10, deliveries",
             format!("{:.0}/s", self.fanout_e2e_per_s),
             "target >= 40000/s",
+        );
+        row(
+            "hookd CPU/delivery, e2e / fan-out",
+            format!("{:.0} / {:.0} µs", self.e2e_cpu_us, self.fanout_cpu_us),
+            "",
         );
         row(
             "publish ack p50 / p99",

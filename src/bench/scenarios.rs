@@ -242,9 +242,19 @@ async fn batch_publish(
     finish(tasks, acked, events, started, progress).await
 }
 
-/// Deliveries/s from the first publish until the receiver has them all:
-/// `deliveries` to one endpoint, or fanned out by owner to `endpoints`.
-/// Also returns hookd's peak RSS (MiB).
+/// What one end-to-end run measured.
+pub(super) struct Throughput {
+    /// Deliveries/s from the first publish until the last was received.
+    pub(super) rate: f64,
+    /// Peak RSS of the hookd processes (MiB).
+    pub(super) peak_rss_mb: f64,
+    /// CPU time hookd used per delivery, in microseconds.
+    pub(super) cpu_us_per_delivery: f64,
+    pub(super) accounting: Accounting,
+}
+
+/// `deliveries` to one endpoint, or fanned out by owner to `endpoints`,
+/// from the first publish until the receiver has them all.
 pub(super) async fn end_to_end(
     database: &BenchDatabase,
     instances: usize,
@@ -252,7 +262,7 @@ pub(super) async fn end_to_end(
     endpoints: u64,
     watch: bool,
     progress: &Progress,
-) -> Result<(f64, f64, Accounting), String> {
+) -> Result<Throughput, String> {
     let servers = Servers::start(database, instances, &[])?;
     let api = Api::connect(&servers.addrs, &servers.api_key).await?;
     let watcher = if watch {
@@ -277,6 +287,7 @@ pub(super) async fn end_to_end(
         }
     };
     let events = deliveries / endpoints;
+    let cpu_before = servers.cpu_seconds();
     let started_micros = now_micros();
     let acked = Arc::new(AtomicU64::new(0));
     batch_publish(&api, events, &acked, progress, |n| {
@@ -296,8 +307,10 @@ pub(super) async fn end_to_end(
         .load(Relaxed)
         .saturating_sub(started_micros)) as f64
         / 1e6;
+    let cpu = servers.cpu_seconds() - cpu_before;
     let (_, peak) = servers.memory_mb();
-    let rate = receiver.tally.received.load(Relaxed) as f64 / elapsed.max(1e-6);
+    let received = receiver.tally.received.load(Relaxed);
+    let rate = received as f64 / elapsed.max(1e-6);
     let mut counted = account(&receiver, events * endpoints);
     if let Some(watcher) = watcher {
         let expected = events * endpoints;
@@ -308,7 +321,12 @@ pub(super) async fn end_to_end(
         // A success the stream never showed counts as lost.
         counted.lost += expected.saturating_sub(seen);
     }
-    Ok((rate, peak, counted))
+    Ok(Throughput {
+        rate,
+        peak_rss_mb: peak,
+        cpu_us_per_delivery: cpu * 1e6 / received.max(1) as f64,
+        accounting: counted,
+    })
 }
 
 /// Latency at a fixed publish rate: (ack p50, ack p99, e2e p50, e2e p99,
