@@ -1,25 +1,43 @@
 //! Prefixed identifiers (`ep_…`, `proj_…`). The UUID inside is version 7, so
 //! ids sort by creation time and keyset pagination over them is stable.
+//!
+//! An id is its text held inline (at most 41 bytes: a 5-byte prefix and a
+//! hyphenated UUID), not on the heap: the delivery path makes and copies
+//! ids for every delivery, and each would otherwise be an allocation.
 
 use std::fmt;
 use std::str::FromStr;
 
+use arrayvec::ArrayString;
 use uuid::Uuid;
 
 use super::Invalid;
+
+/// Room for the longest prefix and a hyphenated UUID.
+const ID_CAPACITY: usize = 5 + uuid::fmt::Hyphenated::LENGTH;
+
+/// `prefix` followed by `uuid`, hyphenated, in lower case.
+fn prefixed(prefix: &str, uuid: Uuid) -> ArrayString<ID_CAPACITY> {
+    let mut text = ArrayString::new();
+    text.push_str(prefix);
+    text.push_str(uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    text
+}
 
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(ArrayString<ID_CAPACITY>);
+
+        const _: () = assert!($prefix.len() + uuid::fmt::Hyphenated::LENGTH <= ID_CAPACITY);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
 
             /// Builds an id from a fresh UUID supplied by the caller.
             pub fn from_uuid(uuid: Uuid) -> Self {
-                Self(format!("{}{}", $prefix, uuid.hyphenated()))
+                Self(prefixed($prefix, uuid))
             }
 
             pub fn as_str(&self) -> &str {
@@ -111,6 +129,17 @@ mod tests {
         assert!(format!("proj_{uuid}").parse::<EndpointId>().is_err());
         assert!("ep_not-a-uuid".parse::<EndpointId>().is_err());
         assert!("".parse::<EndpointId>().is_err());
+    }
+
+    #[test]
+    fn the_longest_prefix_fits_and_order_is_the_text_order() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(u128::MAX));
+        assert_eq!(
+            NodeId::from_uuid(b).as_str(),
+            "node_ffffffff-ffff-ffff-ffff-ffffffffffff"
+        );
+        assert!(NodeId::from_uuid(a) < NodeId::from_uuid(b));
+        assert_eq!(ProjectId::from_uuid(a).to_string().len(), 41);
     }
 
     #[test]
