@@ -197,6 +197,11 @@ pub struct DeliveryArgs {
     #[arg(long, env = "HOOKD_MAX_IN_FLIGHT", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight: u32,
+    /// Memory for deliveries waiting to be sent, in MiB (a delivery counts
+    /// its event's payload); those beyond wait in the database.
+    #[arg(long, env = "HOOKD_QUEUE_MEMORY_MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub queue_memory_mib: u32,
     /// How often the database is checked for deliveries that came due.
     #[arg(long, env = "HOOKD_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
@@ -282,6 +287,7 @@ impl DeliveryArgs {
             limits: crate::delivery::Limits {
                 per_endpoint_in_flight: self.max_in_flight_per_endpoint as usize,
                 max_in_flight: self.max_in_flight as usize,
+                max_queued_bytes: (self.queue_memory_mib as usize) << 20,
                 ..defaults.limits
             },
             poll_interval: self.poll_interval,

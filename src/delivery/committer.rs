@@ -165,9 +165,10 @@ async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
 /// commit. The others stay SCHEDULED for the poller.
 fn lease(shared: &Shared, records: &mut [PublishRecord]) {
     for record in records {
+        let cost = super::dispatcher::cost(record.event.payload.as_str().len());
         for delivery in &mut record.deliveries {
             if delivery.status == DeliveryStatus::Scheduled
-                && shared.dispatcher.try_reserve(&delivery.endpoint_id)
+                && shared.dispatcher.try_reserve(&delivery.endpoint_id, cost)
             {
                 delivery.status = DeliveryStatus::Processing;
                 delivery.lease_owner = Some(shared.node.clone());
@@ -179,9 +180,10 @@ fn lease(shared: &Shared, records: &mut [PublishRecord]) {
 /// Undoes `lease` for records that were not stored.
 fn unlease(shared: &Shared, records: &[PublishRecord]) {
     for record in records {
+        let cost = super::dispatcher::cost(record.event.payload.as_str().len());
         for delivery in &record.deliveries {
             if delivery.lease_owner.is_some() {
-                shared.dispatcher.unreserve(&delivery.endpoint_id);
+                shared.dispatcher.unreserve(&delivery.endpoint_id, cost);
             }
         }
     }
@@ -202,7 +204,6 @@ fn hand_over(shared: &Shared, records: &[PublishRecord], outcomes: &[Published])
         for delivery in record.deliveries.iter().filter(|d| d.lease_owner.is_some()) {
             shared.dispatcher.push_reserved(Job {
                 delivery_id: delivery.id.clone(),
-                project_id: record.event.project_id.clone(),
                 endpoint_id: delivery.endpoint_id.clone(),
                 event: event.clone(),
                 attempts: 0,

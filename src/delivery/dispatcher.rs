@@ -3,8 +3,11 @@
 //! Each endpoint has a lane with a concurrency cap; endpoints with work and
 //! spare capacity take turns (round robin), so one slow or black-holed
 //! endpoint fills only its own lane while the others keep flowing. Totals are
-//! bounded too: at most `max_in_flight` sends at once and `max_queued`
-//! deliveries in memory, whatever the backlog in the store.
+//! bounded too: at most `max_in_flight` sends at once, and at most
+//! `max_queued` deliveries taking `max_queued_bytes` in memory, whatever the
+//! backlog in the store. A delivery is counted at its job's size plus its
+//! event's payload (an event shared by several deliveries is counted for
+//! each, which errs on the safe side).
 //!
 //! Deliveries that found memory full wait in the store. While any may be
 //! waiting (the backlog flag), the dispatcher asks the poller for more as
@@ -30,7 +33,25 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Deliveries waiting in memory in total.
     pub max_queued: usize,
+    /// Memory those may take, in bytes (see [`cost`]).
+    pub max_queued_bytes: usize,
 }
+
+impl Limits {
+    /// Whether memory is at most half full, by count and by bytes.
+    fn half_empty(&self, state: &State) -> bool {
+        state.queued <= self.max_queued / 2 && state.queued_bytes <= self.max_queued_bytes / 2
+    }
+}
+
+/// What a queued delivery of an event with a `payload_len`-byte payload
+/// counts against `max_queued_bytes`.
+pub(super) fn cost(payload_len: usize) -> usize {
+    std::mem::size_of::<Job>() + payload_len
+}
+
+/// What a delivery is assumed to cost before anything was queued.
+const FIRST_GUESS: usize = 1024;
 
 #[derive(Default)]
 struct Lane {
@@ -57,7 +78,11 @@ struct State {
     /// Lanes with queued work and spare capacity, in turn order.
     ready: VecDeque<EndpointId>,
     queued: usize,
+    /// What the queued and reserved deliveries cost, by [`cost`].
+    queued_bytes: usize,
     in_flight: usize,
+    /// A moving average of what deliveries cost, to size claims by.
+    typical_cost: usize,
 }
 
 pub(super) struct Dispatcher {
@@ -98,11 +123,14 @@ impl Dispatcher {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Promises memory for one delivery to `endpoint` before it is committed.
-    /// `false` means: store it for the poller instead.
-    pub(super) fn try_reserve(&self, endpoint: &EndpointId) -> bool {
+    /// Promises memory for one delivery to `endpoint`, costing `cost`,
+    /// before it is committed. `false` means: store it for the poller
+    /// instead.
+    pub(super) fn try_reserve(&self, endpoint: &EndpointId, cost: usize) -> bool {
         let mut state = self.state();
-        if state.queued >= self.limits.max_queued {
+        if state.queued >= self.limits.max_queued
+            || state.queued_bytes + cost > self.limits.max_queued_bytes
+        {
             return false;
         }
         let lane = state.lanes.entry(endpoint.clone()).or_default();
@@ -111,15 +139,17 @@ impl Dispatcher {
         }
         lane.reserved += 1;
         state.queued += 1;
+        state.queued_bytes += cost;
         true
     }
 
-    /// Gives back a reservation whose delivery was not stored.
-    pub(super) fn unreserve(&self, endpoint: &EndpointId) {
+    /// Gives back a reservation (of `cost`) whose delivery was not stored.
+    pub(super) fn unreserve(&self, endpoint: &EndpointId, cost: usize) {
         let mut state = self.state();
         if let Some(lane) = state.lanes.get_mut(endpoint) {
             lane.reserved = lane.reserved.saturating_sub(1);
             state.queued = state.queued.saturating_sub(1);
+            state.queued_bytes = state.queued_bytes.saturating_sub(cost);
         }
         state.drop_idle_lane(endpoint);
     }
@@ -130,6 +160,7 @@ impl Dispatcher {
         let lane = state.lanes.entry(job.endpoint_id.clone()).or_default();
         lane.reserved = lane.reserved.saturating_sub(1);
         state.queued = state.queued.saturating_sub(1);
+        state.queued_bytes = state.queued_bytes.saturating_sub(job.cost());
         self.enqueue(&mut state, job);
     }
 
@@ -140,6 +171,13 @@ impl Dispatcher {
     }
 
     fn enqueue(&self, state: &mut State, job: Job) {
+        let cost = job.cost();
+        // An average over about the last thousand deliveries queued.
+        state.typical_cost = if state.typical_cost == 0 {
+            cost
+        } else {
+            state.typical_cost - state.typical_cost / 1024 + cost / 1024
+        };
         let endpoint = job.endpoint_id.clone();
         let lane = state.lanes.entry(endpoint.clone()).or_default();
         lane.queue.push_back(job);
@@ -149,6 +187,7 @@ impl Dispatcher {
             state.ready.push_back(endpoint);
         }
         state.queued += 1;
+        state.queued_bytes += cost;
         self.wake.notify_one();
     }
 
@@ -182,9 +221,12 @@ impl Dispatcher {
                 lane.ready = true;
                 state.ready.push_back(endpoint);
             }
+            let was_half_empty = self.limits.half_empty(&state);
             state.queued -= 1;
+            state.queued_bytes = state.queued_bytes.saturating_sub(job.cost());
             state.in_flight += 1;
-            if lane_asks || (backlog && state.queued == self.limits.max_queued / 2) {
+            let drained_to_half = !was_half_empty && self.limits.half_empty(&state);
+            if lane_asks || (backlog && drained_to_half) {
                 self.refill.notify_one();
             }
             return Some(job);
@@ -243,7 +285,7 @@ impl Dispatcher {
 
     /// Whether memory is at most half full in total.
     pub(super) fn half_empty(&self) -> bool {
-        self.state().queued <= self.limits.max_queued / 2
+        self.limits.half_empty(&self.state())
     }
 
     /// Resolves when memory has drained to half full with a backlog waiting.
@@ -256,10 +298,25 @@ impl Dispatcher {
         self.wake.notified().await;
     }
 
+    /// Room for more, as the poller sizes a claim: by count, and by bytes
+    /// at what deliveries have typically cost (a claim learns the payloads
+    /// only once it has them).
     pub(super) fn capacity(&self) -> Capacity {
         let state = self.state();
+        let typical = match state.typical_cost {
+            0 => FIRST_GUESS,
+            typical => typical,
+        };
+        let bytes_free = self
+            .limits
+            .max_queued_bytes
+            .saturating_sub(state.queued_bytes);
         Capacity {
-            free: self.limits.max_queued.saturating_sub(state.queued),
+            free: self
+                .limits
+                .max_queued
+                .saturating_sub(state.queued)
+                .min(bytes_free / typical),
             full: state
                 .lanes
                 .iter()
@@ -278,7 +335,9 @@ impl Dispatcher {
             lane.ready = false;
         }
         state.ready.clear();
-        state.queued = state.lanes.values().map(|l| l.reserved).sum();
+        state.queued = state.queued.saturating_sub(jobs.len());
+        let bytes: usize = jobs.iter().map(Job::cost).sum();
+        state.queued_bytes = state.queued_bytes.saturating_sub(bytes);
         jobs
     }
 
@@ -312,6 +371,7 @@ mod tests {
             per_endpoint_queued: 3,
             max_in_flight: 3,
             max_queued: 5,
+            max_queued_bytes: usize::MAX,
         }
     }
 
@@ -360,6 +420,7 @@ mod tests {
             per_endpoint_queued: 4,
             max_in_flight: 10,
             max_queued: 100,
+            max_queued_bytes: usize::MAX,
         });
         let a = job_for(1);
         for _ in 0..4 {
@@ -390,6 +451,7 @@ mod tests {
             per_endpoint_queued: 4,
             max_in_flight: 100,
             max_queued: 8,
+            max_queued_bytes: usize::MAX,
         });
         let (full, other) = (job_for(1), job_for(2));
         for _ in 0..4 {
@@ -418,14 +480,62 @@ mod tests {
         let d = Dispatcher::new(limits());
         let a = job_for(1).endpoint_id;
         let b = job_for(2).endpoint_id;
-        assert!((0..3).all(|_| d.try_reserve(&a)));
-        assert!(!d.try_reserve(&a), "lane full");
+        assert!((0..3).all(|_| d.try_reserve(&a, 1)));
+        assert!(!d.try_reserve(&a, 1), "lane full");
         assert_eq!(d.capacity().full, vec![a.clone()]);
-        assert!(d.try_reserve(&b) && d.try_reserve(&b));
-        assert!(!d.try_reserve(&b), "total full");
+        assert!(d.try_reserve(&b, 1) && d.try_reserve(&b, 1));
+        assert!(!d.try_reserve(&b, 1), "total full");
         assert_eq!(d.capacity().free, 0);
-        d.unreserve(&b);
+        d.unreserve(&b, 1);
         assert_eq!(d.capacity().free, 1);
+    }
+
+    #[test]
+    fn memory_is_bounded_in_bytes_too() {
+        let job = job_for(1);
+        let each = job.cost();
+        let d = Dispatcher::new(Limits {
+            max_queued: 100,
+            per_endpoint_queued: 100,
+            max_queued_bytes: 3 * each,
+            ..limits()
+        });
+        let a = &job.endpoint_id;
+        assert!((0..3).all(|_| d.try_reserve(a, each)));
+        assert!(
+            !d.try_reserve(a, each),
+            "three deliveries' worth of bytes taken"
+        );
+        assert_eq!(d.capacity().free, 0);
+        d.push_reserved(job.clone());
+        let sent = d.next().expect("queued");
+        assert_eq!(d.capacity().free, 1, "one delivery's bytes back: {each}");
+        d.complete(&sent.endpoint_id);
+        d.unreserve(a, each);
+        d.unreserve(a, each);
+        assert_eq!(d.capacity().free, 3);
+        assert_eq!(d.state().queued_bytes, 0);
+    }
+
+    #[test]
+    fn a_claim_is_sized_by_what_deliveries_typically_cost() {
+        let mut job = job_for(1);
+        let big = "x".repeat(10_000);
+        let mut event = (*job.event).clone();
+        event.payload =
+            crate::domain::event::Payload::parse(&format!("\"{big}\""), 20_000).unwrap();
+        job.event = std::sync::Arc::new(event);
+        let d = Dispatcher::new(Limits {
+            max_queued: 1_000,
+            per_endpoint_queued: 1_000,
+            max_queued_bytes: 100 * job.cost(),
+            ..limits()
+        });
+        assert_eq!(d.capacity().free, 100 * job.cost() / FIRST_GUESS);
+        d.push_claimed(job.clone());
+        // Once a delivery of about 10 kB is seen, a claim takes about as
+        // many as fit.
+        assert_eq!(d.capacity().free, 99);
     }
 
     #[test]

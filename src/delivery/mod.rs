@@ -79,7 +79,8 @@ impl Default for DeliveryConfig {
                 per_endpoint_in_flight: 64,
                 per_endpoint_queued: 10_000,
                 max_in_flight: 1_024,
-                max_queued: 20_000,
+                max_queued: 100_000,
+                max_queued_bytes: 32 << 20,
             },
             poll_interval: Duration::from_secs(1),
             node_ttl: Duration::from_secs(30),
@@ -94,15 +95,22 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// One held delivery on its way through memory.
+/// One held delivery on its way through memory (its project is its
+/// event's).
 #[derive(Debug, Clone)]
 pub struct Job {
     pub delivery_id: DeliveryId,
-    pub project_id: ProjectId,
     pub endpoint_id: EndpointId,
     pub event: Arc<Event>,
     /// Attempts already made.
     pub attempts: u32,
+}
+
+impl Job {
+    /// What this delivery counts against the memory limit.
+    fn cost(&self) -> usize {
+        dispatcher::cost(self.event.payload.as_str().len())
+    }
 }
 
 /// A publish as the API reports it.
@@ -576,7 +584,6 @@ async fn post_once(
     };
     let job = Job {
         delivery_id: DeliveryId::from_uuid(system::new_uuid()),
-        project_id: target.project_id.clone(),
         endpoint_id: target.id.clone(),
         event: Arc::new(event),
         attempts: 0,
@@ -682,7 +689,7 @@ async fn receivable(
         description: description.to_owned(),
     };
     match read {
-        Ok(Some(snapshot)) if snapshot.endpoint.project_id == job.project_id => {
+        Ok(Some(snapshot)) if snapshot.endpoint.project_id == job.event.project_id => {
             match snapshot.endpoint.status {
                 EndpointStatus::Paused => Err(discard(reason::ENDPOINT_PAUSED)),
                 EndpointStatus::Inactive => Err(discard(reason::ENDPOINT_INACTIVE)),
@@ -727,7 +734,7 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
     let mut attempt = Attempt {
         id: AttemptId::from_uuid(system::new_uuid()),
         delivery_id: job.delivery_id.clone(),
-        project_id: job.project_id.clone(),
+        project_id: job.event.project_id.clone(),
         number,
         url: endpoint.url.as_str().to_owned(),
         requested_at,
@@ -820,7 +827,6 @@ pub(crate) mod tests {
         let project = ProjectId::from_uuid(uuid::Uuid::from_u128(7));
         Job {
             delivery_id: DeliveryId::from_uuid(uuid::Uuid::from_u128(1000 + n)),
-            project_id: project.clone(),
             endpoint_id: EndpointId::from_uuid(uuid::Uuid::from_u128(n)),
             event: Arc::new(Event {
                 id: EventId::from_uuid(uuid::Uuid::from_u128(2000 + n)),

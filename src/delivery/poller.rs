@@ -87,7 +87,6 @@ async fn claim(shared: &Shared) -> Result<usize, StoreError> {
                 };
                 shared.dispatcher.push_claimed(Job {
                     delivery_id: delivery.id,
-                    project_id: delivery.project_id,
                     endpoint_id: delivery.endpoint_id,
                     event: event.clone(),
                     attempts: delivery.attempts,

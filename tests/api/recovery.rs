@@ -236,29 +236,41 @@ backend_test!(held_deliveries_survive_a_kill_9, crash_recovery);
 
 /// Deliveries that find memory full wait in the store; as memory drains the
 /// dispatcher asks for them at once, not at the poller's next round (an
-/// hour away here).
-async fn backlog_beyond_memory(backend: Backend) {
+/// hour away here). Memory is full at `limits`, for 200 events of `payload`.
+async fn overflow(backend: Backend, limits: hookd::delivery::Limits, payload: &str) {
     let config = hookd::delivery::DeliveryConfig {
         poll_interval: Duration::from_secs(3600),
-        limits: hookd::delivery::Limits {
-            per_endpoint_in_flight: 4,
-            per_endpoint_queued: 6,
-            max_in_flight: 8,
-            max_queued: 10,
-        },
+        limits,
         ..test_delivery_config()
     };
     let app = spawn_app_on(TestDb::new(&backend), config).await;
     let receiver = TestReceiver::start().await;
     let endpoint = create_endpoint(&app, receiver.url("/")).await;
-    let published = publish_batch(&app, &endpoint, 200).await;
+    let published: Vec<pb::Delivery> = app
+        .events()
+        .await
+        .batch_create_events(pb::BatchCreateEventsRequest {
+            events: (0..200)
+                .map(|n| pb::CreateEventRequest {
+                    payload: format!(r#"{{"n":{n},"pad":"{payload}"}}"#),
+                    ..event_to(&endpoint, n)
+                })
+                .collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.deliveries[0].clone())
+        .collect();
     let ids: HashSet<String> = published.iter().map(|d| d.id.clone()).collect();
     let stored = published
         .iter()
         .filter(|d| d.status == pb::DeliveryStatus::Scheduled as i32)
         .count();
     assert!(
-        stored >= 190,
+        stored >= 185,
         "only the first few fit in memory: {stored} stored"
     );
     receiver.wait_for_count(200, WAIT).await;
@@ -266,6 +278,35 @@ async fn backlog_beyond_memory(backend: Backend) {
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
     assert!(seen.values().all(|&n| n == 1), "each sent once: {seen:?}");
 }
+
+/// Memory full by the count of deliveries.
+async fn backlog_beyond_memory(backend: Backend) {
+    let limits = hookd::delivery::Limits {
+        per_endpoint_in_flight: 4,
+        per_endpoint_queued: 6,
+        max_in_flight: 8,
+        max_queued: 10,
+        max_queued_bytes: usize::MAX,
+    };
+    overflow(backend, limits, "").await;
+}
+
+/// Memory full by bytes: about ten 4 kB payloads fit.
+async fn backlog_beyond_memory_bytes(backend: Backend) {
+    let limits = hookd::delivery::Limits {
+        per_endpoint_in_flight: 4,
+        per_endpoint_queued: 1_000,
+        max_in_flight: 8,
+        max_queued: 1_000,
+        max_queued_bytes: 40_000,
+    };
+    overflow(backend, limits, &"x".repeat(4_000)).await;
+}
+
+backend_test!(
+    a_backlog_beyond_memory_in_bytes_flows_without_waiting_for_the_poller,
+    backlog_beyond_memory_bytes
+);
 
 backend_test!(
     a_backlog_beyond_memory_flows_without_waiting_for_the_poller,
