@@ -311,12 +311,20 @@ impl Dispatcher {
             .limits
             .max_queued_bytes
             .saturating_sub(state.queued_bytes);
+        // Half empty, a claim takes at least one, however large deliveries
+        // have been: otherwise deliveries larger than half the memory would
+        // wait in the store for good.
+        let by_bytes = if self.limits.half_empty(&state) {
+            (bytes_free / typical).max(1)
+        } else {
+            bytes_free / typical
+        };
         Capacity {
             free: self
                 .limits
                 .max_queued
                 .saturating_sub(state.queued)
-                .min(bytes_free / typical),
+                .min(by_bytes),
             full: state
                 .lanes
                 .iter()
@@ -536,6 +544,27 @@ mod tests {
         // Once a delivery of about 10 kB is seen, a claim takes about as
         // many as fit.
         assert_eq!(d.capacity().free, 99);
+    }
+
+    #[test]
+    fn deliveries_larger_than_half_the_memory_are_claimed_one_at_a_time() {
+        let mut job = job_for(1);
+        let mut event = (*job.event).clone();
+        event.payload =
+            crate::domain::event::Payload::parse(&format!("\"{}\"", "x".repeat(900)), 1_000)
+                .unwrap();
+        job.event = std::sync::Arc::new(event);
+        let d = Dispatcher::new(Limits {
+            max_queued: 1_000,
+            per_endpoint_queued: 1_000,
+            max_queued_bytes: job.cost() * 4 / 5,
+            ..limits()
+        });
+        d.push_claimed(job.clone());
+        d.complete(&d.next().unwrap().endpoint_id);
+        assert_eq!(d.capacity().free, 1, "empty memory takes one");
+        d.push_claimed(job.clone());
+        assert_eq!(d.capacity().free, 0, "one in memory: full");
     }
 
     #[test]
