@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::request::Outbound;
-use crate::domain::delivery::{AttemptError, ErrorClass};
+use crate::domain::delivery::{AttemptError, ErrorClass, RecordedHeaders};
 use crate::domain::network::NetworkPolicy;
 
 /// How much of a response body is kept.
@@ -33,7 +33,7 @@ pub(super) const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Debug)]
 pub(super) struct Response {
     pub(super) status: Option<u16>,
-    pub(super) headers: Vec<(String, String)>,
+    pub(super) headers: RecordedHeaders,
     pub(super) body: String,
     pub(super) retry_after: Option<Duration>,
     pub(super) error: Option<AttemptError>,
@@ -194,16 +194,11 @@ impl HttpSender {
             Ok(Ok((head, body, ip))) => Response {
                 status: Some(head.status.as_u16()),
                 retry_after: retry_after(&head.headers),
-                headers: head
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect(),
+                headers: RecordedHeaders::from_pairs(
+                    head.headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes()))),
+                ),
                 body: String::from_utf8_lossy(&body).into_owned(),
                 error: None,
                 ip_address: ip.or_else(connected_ip),
@@ -225,7 +220,7 @@ impl HttpSender {
 fn failed(error: AttemptError, ip_address: Option<IpAddr>, elapsed: Duration) -> Response {
     Response {
         status: None,
-        headers: Vec::new(),
+        headers: RecordedHeaders::default(),
         body: String::new(),
         retry_after: None,
         error: Some(error),

@@ -190,7 +190,7 @@ async fn send(shared: &Shared, sending: &Sending, event: MetaEvent) -> Result<()
                         uri,
                         headers,
                         body,
-                        recorded_headers: Vec::new(),
+                        recorded_headers: Default::default(),
                     },
                     TIMEOUT,
                 )

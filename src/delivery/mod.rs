@@ -742,8 +742,8 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
         http_status: None,
         error: None,
         ip_address: None,
-        request_headers: Vec::new(),
-        response_headers: Vec::new(),
+        request_headers: Default::default(),
+        response_headers: Default::default(),
         response_body: String::new(),
         duration_ms: 0,
     };
@@ -767,8 +767,8 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
         }),
     };
     match built {
-        Ok(outbound) => {
-            attempt.request_headers = outbound.recorded_headers.clone();
+        Ok(mut outbound) => {
+            attempt.request_headers = std::mem::take(&mut outbound.recorded_headers);
             let timeout = Duration::from_secs(u64::from(endpoint.timeout.get()));
             let response = shared.http.send(outbound, timeout).await;
             attempt.responded_at = response.status.map(|_| shared.clock.now());

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Job;
+use crate::domain::delivery::RecordedHeaders;
 use crate::domain::endpoint::Endpoint;
 use crate::domain::fields::ContentType;
 use crate::domain::secret::Secret;
@@ -25,7 +26,7 @@ pub(super) struct Outbound {
     pub(super) body: Bytes,
     /// The headers as recorded with the attempt: signatures and anything
     /// that looks like a credential replaced by `[redacted]`.
-    pub(super) recorded_headers: Vec<(String, String)>,
+    pub(super) recorded_headers: RecordedHeaders,
 }
 
 /// Lets a payload shared by many deliveries be the body without a copy.
@@ -94,17 +95,14 @@ pub(super) fn build(
     );
     headers.insert(http::header::USER_AGENT, user_agent.clone());
 
-    let recorded_headers = headers
-        .iter()
-        .map(|(name, value)| {
-            let shown = if is_sensitive(name.as_str()) {
-                REDACTED.to_owned()
-            } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
-            };
-            (name.as_str().to_owned(), shown)
-        })
-        .collect();
+    let recorded_headers = RecordedHeaders::from_pairs(headers.iter().map(|(name, value)| {
+        let shown = if is_sensitive(name.as_str()) {
+            std::borrow::Cow::Borrowed(REDACTED)
+        } else {
+            String::from_utf8_lossy(value.as_bytes())
+        };
+        (name.as_str(), shown)
+    }));
     Ok(Outbound {
         uri,
         headers,
@@ -191,6 +189,7 @@ mod tests {
         assert!(signature.starts_with("t=1649367553,v1="), "{signature}");
         assert!(
             out.recorded_headers
+                .pairs()
                 .contains(&("x-convoy-signature".into(), "[redacted]".into())),
             "{:?}",
             out.recorded_headers

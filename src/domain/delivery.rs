@@ -149,11 +149,63 @@ pub struct Attempt {
     /// The address connected to; `None` when no connection was made.
     pub ip_address: Option<std::net::IpAddr>,
     /// Secrets and credentials redacted.
-    pub request_headers: Vec<(String, String)>,
-    pub response_headers: Vec<(String, String)>,
+    pub request_headers: RecordedHeaders,
+    pub response_headers: RecordedHeaders,
     /// The first 64 KiB of the body, lossy UTF-8.
     pub response_body: String,
     pub duration_ms: u32,
+}
+
+/// Headers as recorded with an attempt, in the order sent or received. Kept
+/// as the JSON text they are stored as, an array of `[name, value]` pairs:
+/// every attempt is written, few are read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedHeaders(String);
+
+impl Default for RecordedHeaders {
+    fn default() -> Self {
+        Self("[]".to_owned())
+    }
+}
+
+impl RecordedHeaders {
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        let mut text = Vec::with_capacity(512);
+        text.push(b'[');
+        for (n, (name, value)) in pairs.into_iter().enumerate() {
+            if n > 0 {
+                text.push(b',');
+            }
+            text.push(b'[');
+            push_json_string(&mut text, name.as_ref());
+            text.push(b',');
+            push_json_string(&mut text, value.as_ref());
+            text.push(b']');
+        }
+        text.push(b']');
+        Self(String::from_utf8(text).expect("JSON written from strings is UTF-8"))
+    }
+
+    /// Headers as stored; `Err` if `text` is not an array of pairs.
+    pub fn from_json(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<Vec<(String, String)>>(&text)?;
+        Ok(Self(text))
+    }
+
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        // Checked when made, so this cannot fail.
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(out, text).expect("writing to memory cannot fail");
 }
 
 /// What happens to a delivery after an attempt.
@@ -198,6 +250,28 @@ mod tests {
     use super::*;
 
     const NOW: Timestamp = Timestamp::from_unix_micros(1_000_000_000);
+
+    #[test]
+    fn recorded_headers_are_json_pairs_that_read_back_as_written() {
+        let pairs = [("x-a", "plain"), ("x-b", "quote \" back\\slash ünï")];
+        let recorded = RecordedHeaders::from_pairs(pairs);
+        assert_eq!(
+            recorded.as_json(),
+            r#"[["x-a","plain"],["x-b","quote \" back\\slash ünï"]]"#
+        );
+        let read = RecordedHeaders::from_json(recorded.as_json().to_owned()).unwrap();
+        let expected: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(read.pairs(), expected);
+        assert_eq!(RecordedHeaders::default().pairs(), vec![]);
+        assert_eq!(
+            RecordedHeaders::from_pairs(Vec::<(&str, &str)>::new()),
+            RecordedHeaders::default()
+        );
+        assert!(RecordedHeaders::from_json(r#"{"a":1}"#.to_owned()).is_err());
+    }
 
     #[test]
     fn two_hundreds_succeed_everything_else_retries_then_fails() {

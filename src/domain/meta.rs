@@ -329,8 +329,8 @@ mod tests {
                 message: "went wrong".into(),
             }),
             ip_address: ip.map(|ip| ip.parse().unwrap()),
-            request_headers: vec![],
-            response_headers: vec![],
+            request_headers: Default::default(),
+            response_headers: Default::default(),
             response_body: String::new(),
             duration_ms: 1,
         }

@@ -14,7 +14,7 @@ use super::events::{PublishRecord, Published};
 use super::rows::{self, Field};
 use super::{Store, StoreError, statement};
 use crate::domain::delivery::{
-    Attempt, AttemptError, Delivery, DeliveryStatus, ErrorClass, Verdict,
+    Attempt, AttemptError, Delivery, DeliveryStatus, ErrorClass, RecordedHeaders, Verdict,
 };
 use crate::domain::fields::EventType;
 use crate::domain::ids::{DeliveryId, EndpointId, EventId, NodeId, ProjectId};
@@ -827,8 +827,8 @@ type AttemptRow<'a> = (
     Option<u16>,
     Option<String>,
     String,
-    String,
-    String,
+    &'a str,
+    &'a str,
     &'a str,
     i64,
 );
@@ -862,8 +862,8 @@ fn attempt_row(a: &Attempt) -> AttemptRow<'_> {
         a.http_status,
         a.error.as_ref().map(ToString::to_string),
         a.ip_address.map(|ip| ip.to_string()).unwrap_or_default(),
-        super::json_text(&a.request_headers),
-        super::json_text(&a.response_headers),
+        a.request_headers.as_json(),
+        a.response_headers.as_json(),
         &a.response_body,
         // The column is a 32-bit INTEGER.
         i64::from(a.duration_ms.min(i32::MAX as u32)),
@@ -936,9 +936,9 @@ pub(super) fn attempt_from_row(row: delivery_attempt::Model) -> Result<Attempt, 
         http_status: row.http_status.and_then(|s| u16::try_from(s).ok()),
         error,
         ip_address: row.ip_address.parse().ok(),
-        request_headers: serde_json::from_str(&row.request_headers)
+        request_headers: RecordedHeaders::from_json(row.request_headers)
             .map_err(|e| corrupt("request_headers", e.to_string()))?,
-        response_headers: serde_json::from_str(&row.response_headers)
+        response_headers: RecordedHeaders::from_json(row.response_headers)
             .map_err(|e| corrupt("response_headers", e.to_string()))?,
         response_body: row.response_body,
         duration_ms: u32::try_from(row.duration_ms).unwrap_or(0),

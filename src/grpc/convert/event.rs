@@ -153,8 +153,8 @@ pub(in crate::grpc) fn attempt_to_pb(attempt: &Attempt) -> pb::DeliveryAttempt {
             .ip_address
             .map(|ip| ip.to_string())
             .unwrap_or_default(),
-        request_headers: pairs(&attempt.request_headers),
-        response_headers: pairs(&attempt.response_headers),
+        request_headers: pairs(&attempt.request_headers.pairs()),
+        response_headers: pairs(&attempt.response_headers.pairs()),
         response_body: attempt.response_body.clone(),
         duration_ms: attempt.duration_ms,
     }
