@@ -27,6 +27,8 @@ use crate::store::{EndpointFilter, Store, StoreError};
 #[derive(Debug)]
 pub(super) struct EndpointSnapshot {
     pub(super) endpoint: Endpoint,
+    /// What every request to it carries.
+    pub(super) template: super::request::Template,
     secrets: Vec<SecretVersion>,
     /// The project's retry policy, when it has its own.
     pub(super) retry: Option<crate::domain::retry::RetryPolicy>,
@@ -163,6 +165,7 @@ impl EndpointCache {
         let read = async {
             Ok(self.store.endpoint_snapshot(id).await?.map(|stored| {
                 Arc::new(EndpointSnapshot {
+                    template: super::request::Template::new(&stored.endpoint),
                     endpoint: stored.endpoint,
                     secrets: stored.secrets,
                     retry: stored.retry,

@@ -588,7 +588,8 @@ async fn post_once(
         event: Arc::new(event),
         attempts: 0,
     };
-    let outbound = request::build(&job, target, secrets, 1, now, &shared.user_agent)?;
+    let template = request::Template::new(target);
+    let outbound = request::build(&job, target, &template, secrets, 1, now, &shared.user_agent)?;
     let timeout = Duration::from_secs(u64::from(target.timeout.get()));
     let response = shared.http.send(outbound, timeout).await;
     match (response.status, response.error) {
@@ -756,6 +757,7 @@ async fn send_one(shared: &Shared, job: Job) -> DeliveryResult {
         None => request::build(
             &job,
             endpoint,
+            &snapshot.template,
             &secrets,
             number,
             requested_at,
