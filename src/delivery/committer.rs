@@ -108,10 +108,7 @@ async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
     for request in &mut batch {
         lease(shared, &mut request.records);
     }
-    let all: Vec<PublishRecord> = batch
-        .iter()
-        .flat_map(|r| r.records.iter().cloned())
-        .collect();
+    let all: Vec<&PublishRecord> = batch.iter().flat_map(|r| r.records.iter()).collect();
     let dedup_since = shared.dedup_since();
     let results = batch.iter().find_map(|r| r.results.clone());
     let result_batch = results
@@ -200,7 +197,7 @@ fn hand_over(shared: &Shared, records: &[PublishRecord], outcomes: &[Published])
             .deliveries
             .iter()
             .any(|d| d.status == DeliveryStatus::Scheduled);
-        let event = Arc::new(record.event.clone());
+        let event = &record.event;
         for delivery in record.deliveries.iter().filter(|d| d.lease_owner.is_some()) {
             shared.dispatcher.push_reserved(Job {
                 delivery_id: delivery.id.clone(),

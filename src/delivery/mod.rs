@@ -116,7 +116,7 @@ impl Job {
 /// A publish as the API reports it.
 #[derive(Debug, Clone)]
 pub struct PublishedEvent {
-    pub event: Event,
+    pub event: Arc<Event>,
     pub endpoint_ids: Vec<EndpointId>,
     pub deliveries: Vec<Delivery>,
     /// The idempotency key matched an earlier event, which this is.
@@ -299,7 +299,10 @@ impl Engine {
                 })
                 .collect();
             targets.push(endpoints.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
-            records.push(PublishRecord { event, deliveries });
+            records.push(PublishRecord {
+                event: Arc::new(event),
+                deliveries,
+            });
         }
 
         let (reply, committed) = oneshot::channel();
@@ -344,7 +347,7 @@ impl Engine {
                         .list_deliveries(project, &filter, None, 10_000)
                         .await?;
                     PublishedEvent {
-                        event,
+                        event: Arc::new(event),
                         endpoint_ids,
                         deliveries,
                         duplicate: true,

@@ -286,7 +286,7 @@ impl Store {
     /// to the connection's worker.
     pub async fn write(
         &self,
-        records: &[PublishRecord],
+        records: &[&PublishRecord],
         dedup_since: Timestamp,
         results: Option<&ResultBatch<'_>>,
     ) -> Result<(Vec<Published>, Vec<StatusChange>), StoreError> {

@@ -36,7 +36,8 @@ pub struct NewDelivery {
 /// One event and its deliveries.
 #[derive(Debug, Clone)]
 pub struct PublishRecord {
-    pub event: Event,
+    /// Shared with the deliveries that go on to be sent from memory.
+    pub event: std::sync::Arc<Event>,
     pub deliveries: Vec<NewDelivery>,
 }
 
@@ -67,7 +68,8 @@ impl Store {
         records: &[PublishRecord],
         dedup_since: Timestamp,
     ) -> Result<Vec<Published>, StoreError> {
-        let (outcomes, _) = self.write(records, dedup_since, None).await?;
+        let records: Vec<&PublishRecord> = records.iter().collect();
+        let (outcomes, _) = self.write(&records, dedup_since, None).await?;
         Ok(outcomes)
     }
 
@@ -190,7 +192,7 @@ impl Store {
 /// each record (see [`Store::publish`]).
 pub(super) async fn claim_keys(
     txn: &DatabaseTransaction,
-    records: &[PublishRecord],
+    records: &[&PublishRecord],
     dedup_since: Timestamp,
 ) -> Result<Vec<Published>, StoreError> {
     let mut outcomes = Vec::with_capacity(records.len());
@@ -219,7 +221,7 @@ pub(super) async fn claim_keys(
 /// to `statements`.
 pub(super) fn publish_statements(
     backend: DbBackend,
-    records: &[PublishRecord],
+    records: &[&PublishRecord],
     outcomes: &[Published],
     statements: &mut Vec<Statement>,
 ) {
@@ -227,7 +229,7 @@ pub(super) fn publish_statements(
         .iter()
         .zip(outcomes)
         .filter(|(_, o)| **o == Published::Stored)
-        .map(|(r, _)| r)
+        .map(|(r, _)| *r)
         .collect();
     for chunk in stored.chunks(INSERT_CHUNK) {
         let rows: Vec<EventRow<'_>> = chunk.iter().map(|r| event_row(&r.event)).collect();
