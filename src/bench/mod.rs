@@ -128,8 +128,13 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
             .await?;
         accounting.add(run.accounting);
         progress.result(&format!(
-            "{:.0} deliveries/s, peak RSS {:.1} MiB, hookd CPU {:.0} µs/delivery",
-            run.rate, run.peak_rss_mb, run.cpu_us_per_delivery
+            "{:.0} deliveries/s, peak RSS {:.1} MiB, hookd CPU {:.0} µs/delivery \
+             (all acknowledged after {:.2} s, {} received by then)",
+            run.rate,
+            run.peak_rss_mb,
+            run.cpu_us_per_delivery,
+            run.published_after,
+            run.received_by_then
         ));
         e2e.push(run.rate);
         e2e_cpu.push(run.cpu_us_per_delivery);
@@ -156,8 +161,9 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
             .await?;
         accounting.add(run.accounting);
         progress.result(&format!(
-            "{:.0} deliveries/s, hookd CPU {:.0} µs/delivery",
-            run.rate, run.cpu_us_per_delivery
+            "{:.0} deliveries/s, hookd CPU {:.0} µs/delivery \
+             (all acknowledged after {:.2} s, {} received by then)",
+            run.rate, run.cpu_us_per_delivery, run.published_after, run.received_by_then
         ));
         fanout.push(run.rate);
         fanout_cpu.push(run.cpu_us_per_delivery);

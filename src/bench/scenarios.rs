@@ -246,6 +246,10 @@ async fn batch_publish(
 pub(super) struct Throughput {
     /// Deliveries/s from the first publish until the last was received.
     pub(super) rate: f64,
+    /// Seconds until every publish was acknowledged, and how many
+    /// deliveries had been received by then: which side held the run back.
+    pub(super) published_after: f64,
+    pub(super) received_by_then: u64,
     /// Peak RSS of the hookd processes (MiB).
     pub(super) peak_rss_mb: f64,
     /// CPU time hookd used per delivery, in microseconds.
@@ -294,6 +298,8 @@ pub(super) async fn end_to_end(
         event("bench.e2e", format!(r#"{{"n":{n}}}"#), target())
     })
     .await?;
+    let published_after = now_micros().saturating_sub(started_micros) as f64 / 1e6;
+    let received_by_then = receiver.tally.received.load(Relaxed);
     await_count(
         &receiver,
         events * endpoints,
@@ -323,6 +329,8 @@ pub(super) async fn end_to_end(
     }
     Ok(Throughput {
         rate,
+        published_after,
+        received_by_then,
         peak_rss_mb: peak,
         cpu_us_per_delivery: cpu * 1e6 / received.max(1) as f64,
         accounting: counted,
