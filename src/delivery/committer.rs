@@ -4,6 +4,10 @@
 //! join the same transactions. After each commit the deliveries that got a
 //! place in memory go straight to the dispatcher.
 //!
+//! Two stages: `run` gathers a batch and builds its statements while
+//! `write_all` commits the one before, so the store's single writer does
+//! not wait for the statements of the next transaction to be built.
+//!
 //! [`results`]: super::results
 
 use std::sync::Arc;
@@ -13,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Job, Shared};
 use crate::domain::delivery::DeliveryStatus;
-use crate::store::{DeliveryResult, PublishRecord, Published, StatusChange, StoreError};
+use crate::domain::time::Timestamp;
+use crate::store::{
+    DeliveryResult, PreparedWrite, PublishRecord, Published, StatusChange, StoreError,
+};
 
 /// Deliveries per transaction, at most (a single larger request still goes
 /// in one transaction).
@@ -54,6 +61,10 @@ pub(super) async fn run(
     mut requests: mpsc::Receiver<CommitRequest>,
     cancel: CancellationToken,
 ) {
+    // Transactions are built here and run by `write_all`, so that the next
+    // one is built while the store runs the one before.
+    let (built, to_write) = mpsc::channel(1);
+    let writer = tokio::spawn(write_all(shared.clone(), to_write));
     // A request with results that found the batch already holding some.
     let mut held: Option<CommitRequest> = None;
     loop {
@@ -62,9 +73,9 @@ pub(super) async fn run(
             None => tokio::select! {
                 request = requests.recv() => match request {
                     Some(request) => request,
-                    None => return,
+                    None => break,
                 },
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => break,
             },
         };
         let linger = first.records.is_empty() && first.size() < LINGER_BELOW;
@@ -79,7 +90,14 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        commit(&shared, batch.requests).await;
+        if built.send(prepare(&shared, batch.requests)).await.is_err() {
+            break;
+        }
+    }
+    // What was built is still written.
+    drop(built);
+    if writer.await.is_err() {
+        tracing::error!("the committer's writer panicked");
     }
 }
 
@@ -104,28 +122,68 @@ impl Batch {
     }
 }
 
-async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
-    for request in &mut batch {
+/// A batch whose transaction is built, waiting for the store.
+struct Prepared {
+    requests: Vec<CommitRequest>,
+    write: PreparedWrite,
+    /// When it was built: the time its results are recorded at.
+    now: Timestamp,
+}
+
+/// Leases the batch's deliveries and builds its transaction.
+fn prepare(shared: &Shared, mut requests: Vec<CommitRequest>) -> Prepared {
+    for request in &mut requests {
         lease(shared, &mut request.records);
     }
-    let all: Vec<&PublishRecord> = batch.iter().flat_map(|r| r.records.iter()).collect();
-    let dedup_since = shared.dedup_since();
-    let results = batch.iter().find_map(|r| r.results.clone());
-    let result_batch = results
-        .as_deref()
-        .map(|results| shared.result_batch(results));
-    match shared
-        .store
-        .write(&all, dedup_since, result_batch.as_ref())
-        .await
-    {
+    let now = shared.clock.now();
+    let all: Vec<&PublishRecord> = requests.iter().flat_map(|r| r.records.iter()).collect();
+    let results = requests.iter().find_map(|r| r.results.as_deref());
+    let result_batch = results.map(|results| shared.result_batch(results, now));
+    let write = shared.store.prepare_write(&all, result_batch.as_ref());
+    Prepared {
+        requests,
+        write,
+        now,
+    }
+}
+
+/// Writes the transactions `run` builds, in order, until it stops.
+async fn write_all(shared: Arc<Shared>, mut built: mpsc::Receiver<Prepared>) {
+    while let Some(prepared) = built.recv().await {
+        write(&shared, prepared).await;
+    }
+}
+
+/// Commits a built transaction, then queues its held deliveries and answers
+/// its requests.
+async fn write(shared: &Shared, prepared: Prepared) {
+    let Prepared {
+        mut requests,
+        write: transaction,
+        now,
+    } = prepared;
+    let written = {
+        let all: Vec<&PublishRecord> = requests.iter().flat_map(|r| r.records.iter()).collect();
+        let results = requests.iter().find_map(|r| r.results.as_deref());
+        let result_batch = results.map(|results| shared.result_batch(results, now));
+        shared
+            .store
+            .write_prepared(
+                transaction,
+                &all,
+                shared.dedup_since(),
+                result_batch.as_ref(),
+            )
+            .await
+    };
+    match written {
         Ok((outcomes, mut changes)) => {
             use std::sync::atomic::Ordering::Relaxed;
             shared.stats.commits.fetch_add(1, Relaxed);
             let stored = outcomes.iter().filter(|o| **o == Published::Stored).count();
             shared.stats.events.fetch_add(stored as u64, Relaxed);
             let mut outcomes = outcomes.into_iter();
-            for request in batch {
+            for request in requests {
                 let mine: Vec<Published> = outcomes.by_ref().take(request.records.len()).collect();
                 hand_over(shared, &request.records, &mine);
                 let _ = request.reply.send(Ok(Committed {
@@ -139,17 +197,17 @@ async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
                 }));
             }
         }
-        Err(err) if batch.len() > 1 => {
+        Err(err) if requests.len() > 1 => {
             // One request may have spoiled the batch (an idempotency key
             // race, say): give each its own transaction so only it fails.
-            tracing::warn!(error = %err, requests = batch.len(), "batch commit failed; committing one by one");
-            for request in batch {
+            tracing::warn!(error = %err, requests = requests.len(), "batch commit failed; committing one by one");
+            for request in requests {
                 unlease(shared, &request.records);
-                Box::pin(commit(shared, vec![request])).await;
+                Box::pin(write(shared, prepare(shared, vec![request]))).await;
             }
         }
         Err(err) => {
-            if let Some(request) = batch.pop() {
+            if let Some(request) = requests.pop() {
                 unlease(shared, &request.records);
                 let _ = request.reply.send(Err(Arc::new(err)));
             }
