@@ -108,7 +108,9 @@ pub struct BenchArgs {
     pub duration: Duration,
     /// Run only these scenarios (repeatable), e.g. to profile one; the JSON
     /// then holds zeros for the others.
-    #[arg(long, value_parser = ["ceiling", "publish", "e2e", "fanout", "latency", "isolation", "backlog"])]
+    /// `store` (the SQLite write path alone, see docs/BENCHMARKS.md) runs
+    /// only when named.
+    #[arg(long, value_parser = ["ceiling", "publish", "e2e", "fanout", "latency", "isolation", "backlog", "store"])]
     pub only: Vec<String>,
     /// Follow the end-to-end and fan-out deliveries with one WatchDeliveries
     /// subscriber, as a live dashboard would; its cost shows in the figures.

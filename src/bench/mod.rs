@@ -9,6 +9,7 @@ mod receiver;
 mod report;
 mod scenarios;
 mod server;
+mod store;
 mod watcher;
 
 use std::time::Duration;
@@ -37,7 +38,7 @@ pub struct BenchPlan {
 
 impl BenchPlan {
     fn runs(&self, scenario: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+        (self.only.is_empty() && scenario != "store") || self.only.iter().any(|s| s == scenario)
     }
 }
 
@@ -94,7 +95,8 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
         + sizes.repeats * (usize::from(plan.runs("e2e")) + usize::from(plan.runs("fanout")))
         + usize::from(plan.runs("latency"))
         + sizes.repeats * usize::from(plan.runs("isolation"))
-        + usize::from(backlog.is_some());
+        + usize::from(backlog.is_some())
+        + usize::from(plan.runs("store"));
     let progress = Progress::new(steps);
     let mut summary = Summary::default();
     let mut accounting = Accounting::default();
@@ -213,6 +215,15 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
         let added = scenarios::backlog(&database, deliveries, &progress).await?;
         progress.result(&format!("RSS grew by {added:.1} MiB"));
         summary.backlog_added_mb = Some(added);
+    }
+
+    if plan.runs("store") {
+        let (transactions, per_transaction) = if plan.quick { (50, 400) } else { (250, 400) };
+        progress.begin(&format!(
+            "store: {transactions} transactions of {per_transaction} publishes and results, SQLite"
+        ));
+        let micros = store::writes(transactions, per_transaction, &progress).await?;
+        progress.result(&format!("{micros:.1} µs per delivery"));
     }
 
     summary.lost = accounting.lost;
