@@ -54,8 +54,6 @@ pub enum DeliveryResult {
     },
 }
 
-const WRITE_CHUNK: usize = 1000;
-
 impl Store {
     pub async fn get_delivery(
         &self,
@@ -526,9 +524,9 @@ fn health_of(results: &[DeliveryResult]) -> BTreeMap<EndpointId, Health> {
 }
 
 /// The circuit breaker's statements for a batch (see [`ResultBatch`]), set
-/// based over one JSON row per endpoint (id, succeeded, failures, gone), so
-/// their text is the same whatever the endpoints and they chain with the
-/// batch's other writes. In order: a success makes a PENDING endpoint ACTIVE
+/// based over one row per endpoint (id, succeeded, failures, gone; see
+/// [`rows`]), so their text is the same whatever the endpoints and they
+/// chain with the batch's other writes. In order: a success makes a PENDING endpoint ACTIVE
 /// and sets its failure count to the failures after it (usually already 0:
 /// then no row is written); failures alone add to the count; then an ACTIVE
 /// or PENDING endpoint with failures becomes INACTIVE at the threshold, on
@@ -540,88 +538,85 @@ fn breaker_statements(
     now: Timestamp,
     breaker_failures: u32,
 ) -> Vec<Statement> {
-    use rows::field;
+    use rows::Field::{Integer, Text};
     // Each pair changes only endpoints with a success, or only endpoints
     // with failures: a batch without any leaves its pair out (the common
     // all-success batch writes two statements, not four).
     let any_success = health.values().any(|h| h.succeeded);
     let any_failure = health.values().any(|h| h.failures > 0);
-    if !any_success && !any_failure {
-        return Vec::new();
-    }
-    let encoded = rows::encode(
-        &health
-            .iter()
-            .map(|(id, h)| {
-                (
-                    id.as_str(),
-                    i64::from(h.succeeded),
-                    h.failures,
-                    i64::from(h.gone),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    let (id, succeeded, failures, gone) = (
-        field(0, Field::Text),
-        field(1, Field::Integer),
-        field(2, Field::Integer),
-        field(3, Field::Integer),
-    );
-    let source = rows::source(backend);
-    let now = now.unix_micros();
+    let rows: Vec<_> = health
+        .iter()
+        .map(|(id, h)| {
+            (
+                id.as_str(),
+                i64::from(h.succeeded),
+                h.failures,
+                i64::from(h.gone),
+            )
+        })
+        .collect();
+    let kinds = [Text, Integer, Integer, Integer];
+    let now: sea_orm::Value = now.unix_micros().into();
+    let update = |before: &[sea_orm::Value],
+                  after: &[sea_orm::Value],
+                  sql: &dyn Fn(&rows::Source<'_>) -> String| {
+        rows::batched(backend, &kinds, rows.clone(), before, after, sql)
+    };
     let mut statements = Vec::with_capacity(4);
     if any_success {
-        statements.extend([
-            statement(
-                backend,
-                &format!(
-                    "UPDATE endpoints SET status = 'active', status_changed_at = ?, \
+        statements.extend(update(std::slice::from_ref(&now), &[], &|r| {
+            format!(
+                "UPDATE endpoints SET status = 'active', status_changed_at = ?, \
                  revision = endpoints.revision + 1 FROM {source} \
                  WHERE endpoints.id = {id} AND {succeeded} = 1 AND endpoints.status = 'pending' \
-                 RETURNING endpoints.id, endpoints.status"
-                ),
-                vec![now.into(), encoded.clone().into()],
-            ),
-            statement(
-                backend,
-                &format!(
-                    "UPDATE endpoints SET consecutive_failures = {failures} FROM {source} \
+                 RETURNING endpoints.id, endpoints.status",
+                source = r.table(),
+                id = r.field(0),
+                succeeded = r.field(1),
+            )
+        }));
+        statements.extend(update(&[], &[], &|r| {
+            format!(
+                "UPDATE endpoints SET consecutive_failures = {failures} FROM {source} \
                  WHERE endpoints.id = {id} AND {succeeded} = 1 \
-                 AND endpoints.consecutive_failures <> {failures}"
-                ),
-                vec![encoded.clone().into()],
-            ),
-        ]);
+                 AND endpoints.consecutive_failures <> {failures}",
+                source = r.table(),
+                id = r.field(0),
+                succeeded = r.field(1),
+                failures = r.field(2),
+            )
+        }));
     }
     if any_failure {
-        statements.extend([
-        statement(
-            backend,
-            &format!(
+        statements.extend(update(&[], &[], &|r| {
+            format!(
                 "UPDATE endpoints SET consecutive_failures = endpoints.consecutive_failures + {failures} \
-                 FROM {source} WHERE endpoints.id = {id} AND {succeeded} = 0 AND {failures} > 0"
-            ),
-            vec![encoded.clone().into()],
-        ),
-        statement(
-            backend,
-            &format!(
-                "UPDATE endpoints SET status = 'inactive', status_changed_at = ?, \
-                 revision = endpoints.revision + 1 FROM {source} \
-                 WHERE endpoints.id = {id} AND {failures} > 0 \
-                 AND endpoints.status IN ('active', 'pending') \
-                 AND (endpoints.status = 'pending' OR {gone} = 1 OR endpoints.consecutive_failures >= \
-                 COALESCE((SELECT breaker_failures FROM projects WHERE projects.id = endpoints.project_id), ?)) \
-                 RETURNING endpoints.id, endpoints.status"
-            ),
-            vec![
-                now.into(),
-                encoded.into(),
-                i64::from(breaker_failures).into(),
-            ],
-        ),
-        ]);
+                 FROM {source} WHERE endpoints.id = {id} AND {succeeded} = 0 AND {failures} > 0",
+                source = r.table(),
+                id = r.field(0),
+                succeeded = r.field(1),
+                failures = r.field(2),
+            )
+        }));
+        statements.extend(update(
+            &[now],
+            &[i64::from(breaker_failures).into()],
+            &|r| {
+                format!(
+                    "UPDATE endpoints SET status = 'inactive', status_changed_at = ?, \
+                     revision = endpoints.revision + 1 FROM {source} \
+                     WHERE endpoints.id = {id} AND {failures} > 0 \
+                     AND endpoints.status IN ('active', 'pending') \
+                     AND (endpoints.status = 'pending' OR {gone} = 1 OR endpoints.consecutive_failures >= \
+                     COALESCE((SELECT breaker_failures FROM projects WHERE projects.id = endpoints.project_id), ?)) \
+                     RETURNING endpoints.id, endpoints.status",
+                    source = r.table(),
+                    id = r.field(0),
+                    failures = r.field(2),
+                    gone = r.field(3),
+                )
+            },
+        ));
     }
     statements
 }
@@ -669,21 +664,16 @@ fn breaker_changes(
     Ok(changes)
 }
 
-/// A raw statement with `?` placeholders, numbered for PostgreSQL.
-/// Rows per settling UPDATE: 6 parameters each, far below both databases'
-/// parameter limits.
-const SETTLE_CHUNK: usize = 500;
-
 /// The new state of one delivery after a result.
-struct Settled<'a> {
-    id: &'a str,
-    status: DeliveryStatus,
+pub(super) struct Settled<'a> {
+    pub(super) id: &'a str,
+    pub(super) status: DeliveryStatus,
     /// `None`: unchanged.
-    attempts: Option<i32>,
-    next_attempt_at: Option<i64>,
-    description: &'a str,
+    pub(super) attempts: Option<i32>,
+    pub(super) next_attempt_at: Option<i64>,
+    pub(super) description: &'a str,
     /// `None`: unchanged.
-    http_status: Option<i32>,
+    pub(super) http_status: Option<i32>,
 }
 
 impl<'a> Settled<'a> {
@@ -757,46 +747,27 @@ fn result_statements(backend: DbBackend, batch: &ResultBatch<'_>) -> Vec<Stateme
             _ => None,
         })
         .collect();
-    let mut statements: Vec<Statement> = attempts
-        .chunks(WRITE_CHUNK)
-        .map(|chunk| rows::insert(backend, "delivery_attempts", &ATTEMPT_COLUMNS, chunk))
-        .collect();
+    let mut statements = rows::insert(backend, "delivery_attempts", &ATTEMPT_COLUMNS, attempts);
     let settled: Vec<Settled<'_>> = batch.results.iter().map(Settled::of).collect();
-    for chunk in settled.chunks(SETTLE_CHUNK) {
-        statements.push(settle_statement(backend, batch.me, chunk, batch.now));
-    }
+    statements.extend(settle_statements(backend, batch.me, &settled, batch.now));
     statements
 }
 
-/// One UPDATE for many deliveries (a list of JSON rows joined on id),
-/// instead of one statement each: with SQLite every statement is a round
-/// trip to its worker thread. Only deliveries still held by `me` change.
+/// UPDATEs for many deliveries at once (rows joined on id), instead of one
+/// statement each: with SQLite every statement is a round trip to its
+/// worker thread. Only deliveries still held by `me` change.
 ///
 /// The lease check is wrapped in COALESCE so that no index serves it: SQLite
 /// would otherwise walk every delivery `me` holds (the lease-owner index)
 /// and scan the rows for each, instead of looking each row up by id.
-fn settle_statement(
+pub(super) fn settle_statements(
     backend: DbBackend,
     me: &NodeId,
     settled: &[Settled<'_>],
     now: Timestamp,
-) -> Statement {
-    use rows::{Field, field};
-    let sql = format!(
-        "UPDATE deliveries SET status = {status}, \
-         attempts = COALESCE({attempts}, deliveries.attempts), \
-         next_attempt_at = {next}, lease_owner = NULL, description = {description}, \
-         last_http_status = COALESCE({http_status}, deliveries.last_http_status), updated_at = ? \
-         FROM {source} WHERE deliveries.id = {id} AND COALESCE(deliveries.lease_owner, '') = ?",
-        id = field(0, Field::Text),
-        status = field(1, Field::Text),
-        attempts = field(2, Field::Integer),
-        next = field(3, Field::Integer),
-        description = field(4, Field::Text),
-        http_status = field(5, Field::Integer),
-        source = rows::source(backend),
-    );
-    let encoded: Vec<_> = settled
+) -> Vec<Statement> {
+    use rows::Field::{Integer, Text};
+    let rows: Vec<_> = settled
         .iter()
         .map(|r| {
             (
@@ -809,14 +780,29 @@ fn settle_statement(
             )
         })
         .collect();
-    statement(
+    rows::batched(
         backend,
-        &sql,
-        vec![
-            now.unix_micros().into(),
-            rows::encode(&encoded).into(),
-            me.as_str().into(),
-        ],
+        &[Text, Text, Integer, Integer, Text, Integer],
+        rows,
+        &[now.unix_micros().into()],
+        &[me.as_str().into()],
+        |r| {
+            format!(
+                "UPDATE deliveries SET status = {status}, \
+                 attempts = COALESCE({attempts}, deliveries.attempts), \
+                 next_attempt_at = {next}, lease_owner = NULL, description = {description}, \
+                 last_http_status = COALESCE({http_status}, deliveries.last_http_status), \
+                 updated_at = ? FROM {source} \
+                 WHERE deliveries.id = {id} AND COALESCE(deliveries.lease_owner, '') = ?",
+                id = r.field(0),
+                status = r.field(1),
+                attempts = r.field(2),
+                next = r.field(3),
+                description = r.field(4),
+                http_status = r.field(5),
+                source = r.table(),
+            )
+        },
     )
 }
 

@@ -231,22 +231,18 @@ pub(super) fn publish_statements(
         .filter(|(_, o)| **o == Published::Stored)
         .map(|(r, _)| *r)
         .collect();
-    for chunk in stored.chunks(INSERT_CHUNK) {
-        let rows: Vec<EventRow<'_>> = chunk.iter().map(|r| event_row(&r.event)).collect();
-        statements.push(rows::insert(backend, "events", &EVENT_COLUMNS, &rows));
-    }
+    let events: Vec<EventRow<'_>> = stored.iter().map(|r| event_row(&r.event)).collect();
+    statements.extend(rows::insert(backend, "events", &EVENT_COLUMNS, events));
     let deliveries: Vec<DeliveryRow<'_>> = stored
         .iter()
         .flat_map(|r| r.deliveries.iter().map(|d| delivery_row(&r.event, d)))
         .collect();
-    for chunk in deliveries.chunks(INSERT_CHUNK) {
-        statements.push(rows::insert(
-            backend,
-            "deliveries",
-            &DELIVERY_COLUMNS,
-            chunk,
-        ));
-    }
+    statements.extend(rows::insert(
+        backend,
+        "deliveries",
+        &DELIVERY_COLUMNS,
+        deliveries,
+    ));
 }
 
 /// Takes the key for `event`, unless it was used at or after `since`.

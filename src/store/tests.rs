@@ -202,6 +202,79 @@ async fn sqlite_claims_walk_the_waiting_index_without_sorting() {
     );
 }
 
+/// Rows bound as parameters: the rows of NULLs that fill a statement to its
+/// size are not written, and a settle looks each delivery up by its key
+/// (walking the held-deliveries index instead, or the whole table, made
+/// every settle cost as much as the deliveries held).
+#[tokio::test]
+async fn sqlite_bound_rows_write_only_real_rows_and_settle_by_key() {
+    use super::rows::{self, Field};
+    let (_dir, store) = sqlite_store(Durability::Full).await;
+    let backend = store.db.get_database_backend();
+    store
+        .db
+        .execute_unprepared("CREATE TABLE t (id TEXT NOT NULL, n INTEGER)")
+        .await
+        .unwrap();
+    let columns = [("id", Field::Text), ("n", Field::Integer)];
+    let statements = rows::insert(backend, "t", &columns, vec![("a", 1), ("b", 3), ("c", 5)]);
+    assert_eq!(statements.len(), 1, "one statement of four rows");
+    super::rows::transact_sqlite(&store.db, statements)
+        .await
+        .unwrap();
+    assert_eq!(
+        text_column(&store, "SELECT group_concat(id || n) FROM t").await,
+        ["a1,b3,c5"]
+    );
+
+    let me = crate::domain::ids::NodeId::from_uuid(uuid::Uuid::now_v7());
+    let id = crate::domain::ids::DeliveryId::from_uuid(uuid::Uuid::now_v7());
+    let settled = [super::deliveries::Settled {
+        id: id.as_str(),
+        status: crate::domain::delivery::DeliveryStatus::Success,
+        attempts: Some(1),
+        next_attempt_at: None,
+        description: "",
+        http_status: Some(200),
+    }];
+    let settle = super::deliveries::settle_statements(
+        backend,
+        &me,
+        &settled,
+        crate::domain::time::Timestamp::from_unix_micros(1),
+    )
+    .remove(0);
+    // Read the schema first on the connection that plans (see the claims'
+    // plan test).
+    let txn = sea_orm::TransactionTrait::begin(&store.db).await.unwrap();
+    txn.query_one_raw(Statement::from_string(
+        backend,
+        "SELECT count(*) FROM deliveries",
+    ))
+    .await
+    .unwrap();
+    let plan: Vec<String> = txn
+        .query_all_raw(Statement {
+            sql: format!("EXPLAIN QUERY PLAN {}", settle.sql),
+            ..settle
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", "detail").unwrap())
+        .collect();
+    assert!(
+        plan.iter().any(
+            |step| step.starts_with("SEARCH deliveries USING INDEX") && step.contains("(id=?)")
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|step| step.starts_with("SCAN deliveries")),
+        "{plan:?}"
+    );
+}
+
 /// Under writes that never pause, a passive checkpoint never finds the WAL
 /// fully copied, and the WAL only starts over after one that is; the
 /// checkpoint must finish the job itself so that the WAL stays bounded.
