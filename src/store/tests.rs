@@ -202,6 +202,25 @@ async fn sqlite_claims_walk_the_waiting_index_without_sorting() {
     );
 }
 
+/// SQLite is built with the options in .cargo/config.toml: a build that
+/// lost them (the variable renamed upstream, say) would still work, only
+/// slower.
+#[tokio::test]
+async fn sqlite_is_built_multi_threaded_without_memory_statistics() {
+    let (_dir, store) = sqlite_store(Durability::Full).await;
+    let options = text_column(&store, "PRAGMA compile_options").await;
+    for wanted in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
+        assert!(
+            options.iter().any(|o| o == wanted),
+            "{wanted} not in {options:?}"
+        );
+    }
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+}
+
 /// Rows bound as parameters: the rows of NULLs that fill a statement to its
 /// size are not written, and a settle looks each delivery up by its key
 /// (walking the held-deliveries index instead, or the whole table, made
