@@ -4,9 +4,12 @@
 //! join the same transactions. After each commit the deliveries that got a
 //! place in memory go straight to the dispatcher.
 //!
-//! Two stages: `run` gathers a batch and builds its statements while
-//! `write_all` commits the one before, so the store's single writer does
-//! not wait for the statements of the next transaction to be built.
+//! One stage: a batch is gathered, built and written before the next is
+//! gathered, so that everything that arrived during a write shares the next
+//! transaction. (Building the next batch while the store wrote the one
+//! before split small batches at low rates, so a publish could wait behind
+//! two transactions: it raised the ack latency at 1,000 events/s and gained
+//! no throughput measurably.)
 //!
 //! [`results`]: super::results
 
@@ -61,10 +64,6 @@ pub(super) async fn run(
     mut requests: mpsc::Receiver<CommitRequest>,
     cancel: CancellationToken,
 ) {
-    // Transactions are built here and run by `write_all`, so that the next
-    // one is built while the store runs the one before.
-    let (built, to_write) = mpsc::channel(1);
-    let writer = tokio::spawn(write_all(shared.clone(), to_write));
     // A request with results that found the batch already holding some.
     let mut held: Option<CommitRequest> = None;
     loop {
@@ -90,14 +89,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        if built.send(prepare(&shared, batch.requests)).await.is_err() {
-            break;
-        }
-    }
-    // What was built is still written.
-    drop(built);
-    if writer.await.is_err() {
-        tracing::error!("the committer's writer panicked");
+        write(&shared, prepare(&shared, batch.requests)).await;
     }
 }
 
@@ -144,13 +136,6 @@ fn prepare(shared: &Shared, mut requests: Vec<CommitRequest>) -> Prepared {
         requests,
         write,
         now,
-    }
-}
-
-/// Writes the transactions `run` builds, in order, until it stops.
-async fn write_all(shared: Arc<Shared>, mut built: mpsc::Receiver<Prepared>) {
-    while let Some(prepared) = built.recv().await {
-        write(&shared, prepared).await;
     }
 }
 
