@@ -17,14 +17,10 @@ use super::progress::Progress;
 use crate::domain::delivery::{Attempt, DeliveryStatus, RecordedHeaders, Verdict};
 use crate::domain::endpoint::{Endpoint, EndpointSpec};
 use crate::domain::event::{Event, Payload};
-use crate::domain::fields::{
-    ContentType, CustomHeaders, Description, EndpointName, EndpointUrl, EventType, EventTypeFilter,
-    TimeoutSeconds,
-};
+use crate::domain::fields::{CustomHeaders, EndpointName, EndpointUrl, EventType};
 use crate::domain::ids::{AttemptId, DeliveryId, EndpointId, EventId, NodeId, ProjectId};
 use crate::domain::project::ProjectName;
 use crate::domain::secret::Secret;
-use crate::domain::signature::SignatureConfig;
 use crate::domain::time::{Clock, Timestamp};
 use crate::store::{
     DatabaseTarget, DeliveryResult, Durability, NewDelivery, PublishRecord, ResultBatch, Store,
@@ -93,19 +89,10 @@ pub(super) async fn writes(
 }
 
 fn endpoint(project: &ProjectId) -> Result<Endpoint, String> {
-    let spec = EndpointSpec {
-        name: EndpointName::parse("store").map_err(|e| e.0)?,
-        url: EndpointUrl::parse("http://127.0.0.1:9/store").map_err(|e| e.0)?,
-        headers: CustomHeaders::default(),
-        timeout: TimeoutSeconds::DEFAULT,
-        owner_id: None,
-        description: Description::default(),
-        content_type: ContentType::Json,
-        rate_limit: None,
-        event_types: EventTypeFilter::default(),
-        signature: SignatureConfig::default(),
-        alert_url: None,
-    };
+    let spec = EndpointSpec::new(
+        EndpointName::parse("store").map_err(|e| e.0)?,
+        EndpointUrl::parse("http://127.0.0.1:9/store").map_err(|e| e.0)?,
+    );
     Ok(Endpoint::new(
         EndpointId::from_uuid(system::new_uuid()),
         project.clone(),

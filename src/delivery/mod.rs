@@ -825,10 +825,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::domain::event::Payload;
-    use crate::domain::fields::{
-        ContentType, CustomHeaders, Description, EndpointName, EndpointUrl, EventType,
-        EventTypeFilter, TimeoutSeconds,
-    };
+    use crate::domain::fields::{ContentType, CustomHeaders, EndpointName, EndpointUrl, EventType};
     use crate::domain::signature::SignatureConfig;
 
     /// A job for endpoint number `n` (same `n`, same endpoint).
@@ -855,17 +852,12 @@ pub(crate) mod tests {
             EndpointId::from_uuid(uuid::Uuid::from_u128(1)),
             ProjectId::from_uuid(uuid::Uuid::from_u128(7)),
             crate::domain::endpoint::EndpointSpec {
-                name: EndpointName::parse("e").unwrap(),
-                url: EndpointUrl::parse("https://example.com/hook").unwrap(),
-                headers: CustomHeaders::default(),
-                timeout: TimeoutSeconds::DEFAULT,
-                owner_id: None,
-                description: Description::default(),
                 content_type,
-                rate_limit: None,
-                event_types: EventTypeFilter::default(),
                 signature,
-                alert_url: None,
+                ..crate::domain::endpoint::EndpointSpec::new(
+                    EndpointName::parse("e").unwrap(),
+                    EndpointUrl::parse("https://example.com/hook").unwrap(),
+                )
             },
             Timestamp::from_unix_micros(1),
         )

@@ -108,6 +108,27 @@ pub struct EndpointSpec {
     pub alert_url: Option<EndpointUrl>,
 }
 
+impl EndpointSpec {
+    /// A name and a URL, and every other field at its default: no custom
+    /// headers, the default timeout, JSON, no owner, rate limit or alert URL,
+    /// every event type, the default signature.
+    pub fn new(name: EndpointName, url: EndpointUrl) -> Self {
+        Self {
+            name,
+            url,
+            headers: CustomHeaders::default(),
+            timeout: TimeoutSeconds::DEFAULT,
+            owner_id: None,
+            description: Description::default(),
+            content_type: ContentType::Json,
+            rate_limit: None,
+            event_types: EventTypeFilter::default(),
+            signature: SignatureConfig::default(),
+            alert_url: None,
+        }
+    }
+}
+
 impl Endpoint {
     /// A brand-new endpoint: ACTIVE from the start.
     pub fn new(id: EndpointId, project_id: ProjectId, spec: EndpointSpec, now: Timestamp) -> Self {
@@ -273,19 +294,10 @@ mod tests {
     use super::*;
 
     fn endpoint(status: EndpointStatus) -> Endpoint {
-        let spec = EndpointSpec {
-            name: EndpointName::parse("n").unwrap(),
-            url: EndpointUrl::parse("https://example.com/").unwrap(),
-            headers: CustomHeaders::default(),
-            timeout: TimeoutSeconds::DEFAULT,
-            owner_id: None,
-            description: Description::default(),
-            content_type: ContentType::Json,
-            rate_limit: None,
-            event_types: EventTypeFilter::default(),
-            signature: SignatureConfig::default(),
-            alert_url: None,
-        };
+        let spec = EndpointSpec::new(
+            EndpointName::parse("n").unwrap(),
+            EndpointUrl::parse("https://example.com/").unwrap(),
+        );
         let mut ep = Endpoint::new(
             EndpointId::from_uuid(uuid::Uuid::nil()),
             ProjectId::from_uuid(uuid::Uuid::nil()),

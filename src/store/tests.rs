@@ -155,6 +155,30 @@ async fn concurrent_migrations_on_postgres_take_turns() {
     drop_schema(&stores[0], &target).await;
 }
 
+/// The steps of SQLite's plan for `statement`, as `EXPLAIN QUERY PLAN`
+/// gives them.
+async fn query_plan(store: &Store, statement: Statement) -> Vec<String> {
+    // EXPLAIN opens no transaction, so it would plan with whatever schema
+    // its connection last read (perhaps from before the migrations): read
+    // the table first, on the same connection.
+    let txn = sea_orm::TransactionTrait::begin(&store.db).await.unwrap();
+    txn.query_one_raw(Statement::from_string(
+        statement.db_backend,
+        "SELECT count(*) FROM deliveries",
+    ))
+    .await
+    .unwrap();
+    txn.query_all_raw(Statement {
+        sql: format!("EXPLAIN QUERY PLAN {}", statement.sql),
+        ..statement
+    })
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get::<String>("", "detail").unwrap())
+    .collect()
+}
+
 /// A claim must walk `deliveries_waiting` in time order and stop at its
 /// limit, not read and sort every due delivery (which made each claim cost
 /// as much as the whole backlog).
@@ -171,27 +195,7 @@ async fn sqlite_claims_walk_the_waiting_index_without_sorting() {
         &skip,
         1000,
     );
-    let query = backend.build(&candidates);
-    // EXPLAIN opens no transaction, so it would plan with whatever schema
-    // its connection last read (perhaps from before the migrations): read
-    // the table first, on the same connection.
-    let txn = sea_orm::TransactionTrait::begin(&store.db).await.unwrap();
-    txn.query_one_raw(Statement::from_string(
-        backend,
-        "SELECT count(*) FROM deliveries",
-    ))
-    .await
-    .unwrap();
-    let plan: Vec<String> = txn
-        .query_all_raw(Statement {
-            sql: format!("EXPLAIN QUERY PLAN {}", query.sql),
-            ..query
-        })
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.try_get::<String>("", "detail").unwrap())
-        .collect();
+    let plan = query_plan(&store, backend.build(&candidates)).await;
     assert!(
         plan.iter().any(|step| step.contains("deliveries_waiting")),
         "{plan:?}"
@@ -263,25 +267,7 @@ async fn sqlite_bound_rows_write_only_real_rows_and_settle_by_key() {
         crate::domain::time::Timestamp::from_unix_micros(1),
     )
     .remove(0);
-    // Read the schema first on the connection that plans (see the claims'
-    // plan test).
-    let txn = sea_orm::TransactionTrait::begin(&store.db).await.unwrap();
-    txn.query_one_raw(Statement::from_string(
-        backend,
-        "SELECT count(*) FROM deliveries",
-    ))
-    .await
-    .unwrap();
-    let plan: Vec<String> = txn
-        .query_all_raw(Statement {
-            sql: format!("EXPLAIN QUERY PLAN {}", settle.sql),
-            ..settle
-        })
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.try_get::<String>("", "detail").unwrap())
-        .collect();
+    let plan = query_plan(&store, settle).await;
     assert!(
         plan.iter().any(
             |step| step.starts_with("SEARCH deliveries USING INDEX") && step.contains("(id=?)")

@@ -48,11 +48,15 @@ async fn create_endpoint(app: &TestApp, url: String) -> String {
 /// Publishes `count` events to `endpoint` in one batch; returns each
 /// event's one delivery, in order.
 async fn publish_batch(app: &TestApp, endpoint: &str, count: usize) -> Vec<pb::Delivery> {
+    publish_events(app, (0..count).map(|n| event_to(endpoint, n)).collect()).await
+}
+
+/// Publishes `events`, each to one endpoint, in one batch; returns each
+/// event's one delivery, in order.
+async fn publish_events(app: &TestApp, events: Vec<pb::CreateEventRequest>) -> Vec<pb::Delivery> {
     app.events()
         .await
-        .batch_create_events(pb::BatchCreateEventsRequest {
-            events: (0..count).map(|n| event_to(endpoint, n)).collect(),
-        })
+        .batch_create_events(pb::BatchCreateEventsRequest { events })
         .await
         .unwrap()
         .into_inner()
@@ -246,24 +250,13 @@ async fn overflow(backend: Backend, limits: hookd::delivery::Limits, payload: &s
     let app = spawn_app_on(TestDb::new(&backend), config).await;
     let receiver = TestReceiver::start().await;
     let endpoint = create_endpoint(&app, receiver.url("/")).await;
-    let published: Vec<pb::Delivery> = app
-        .events()
-        .await
-        .batch_create_events(pb::BatchCreateEventsRequest {
-            events: (0..200)
-                .map(|n| pb::CreateEventRequest {
-                    payload: format!(r#"{{"n":{n},"pad":"{payload}"}}"#),
-                    ..event_to(&endpoint, n)
-                })
-                .collect(),
+    let events = (0..200)
+        .map(|n| pb::CreateEventRequest {
+            payload: format!(r#"{{"n":{n},"pad":"{payload}"}}"#),
+            ..event_to(&endpoint, n)
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .results
-        .into_iter()
-        .map(|r| r.deliveries[0].clone())
         .collect();
+    let published = publish_events(&app, events).await;
     let ids: HashSet<String> = published.iter().map(|d| d.id.clone()).collect();
     let stored = published
         .iter()
