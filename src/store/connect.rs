@@ -76,6 +76,11 @@ pub(super) async fn open(target: &DatabaseTarget) -> Result<DatabaseConnection, 
                         // 1,000 WAL pages while holding the write lock.
                         .pragma("wal_autocheckpoint", "0")
                         .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
+                        // A statement of many rows inside a transaction keeps
+                        // a statement journal (to undo itself alone), which
+                        // past 64 KiB went to a new file in /var/tmp: a
+                        // file and thousands of pwrites per large commit.
+                        .pragma("temp_store", "memory")
                         .busy_timeout(Duration::from_secs(5))
                         .foreign_keys(true)
                         .statement_cache_capacity(STATEMENT_CACHE)

@@ -225,6 +225,22 @@ async fn sqlite_is_built_multi_threaded_without_memory_statistics() {
     );
 }
 
+/// Statement journals stay in memory (2 = MEMORY): with the default, every
+/// large multi-row statement of a transaction spilled its journal to a new
+/// file in /var/tmp (75 such files in a quick end-to-end and fan-out run).
+#[tokio::test]
+async fn sqlite_connections_keep_temporary_files_in_memory() {
+    let (_dir, store) = sqlite_store(Durability::Full).await;
+    assert_eq!(
+        text_column(
+            &store,
+            "SELECT CAST(temp_store AS TEXT) FROM pragma_temp_store"
+        )
+        .await,
+        ["2"]
+    );
+}
+
 /// Rows bound as parameters: the rows of NULLs that fill a statement to its
 /// size are not written, and a settle looks each delivery up by its key
 /// (walking the held-deliveries index instead, or the whole table, made
