@@ -73,9 +73,8 @@ pub(super) async fn writes(
             breaker_failures: 50,
         };
         let results = (!sent.is_empty()).then_some(&batch);
-        let prepared = store.prepare_write(&refs, results);
         store
-            .write_prepared(prepared, &refs, now, results)
+            .write(&refs, now, results)
             .await
             .map_err(|e| e.to_string())?;
         sent = records

@@ -20,10 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Job, Shared};
 use crate::domain::delivery::DeliveryStatus;
-use crate::domain::time::Timestamp;
-use crate::store::{
-    DeliveryResult, PreparedWrite, PublishRecord, Published, StatusChange, StoreError,
-};
+use crate::store::{DeliveryResult, PublishRecord, Published, StatusChange, StoreError};
 
 /// Deliveries per transaction, at most (a single larger request still goes
 /// in one transaction).
@@ -72,9 +69,9 @@ pub(super) async fn run(
             None => tokio::select! {
                 request = requests.recv() => match request {
                     Some(request) => request,
-                    None => break,
+                    None => return,
                 },
-                () = cancel.cancelled() => break,
+                () = cancel.cancelled() => return,
             },
         };
         let linger = first.records.is_empty() && first.size() < LINGER_BELOW;
@@ -89,7 +86,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        write(&shared, prepare(&shared, batch.requests)).await;
+        commit(&shared, batch.requests).await;
     }
 }
 
@@ -114,51 +111,19 @@ impl Batch {
     }
 }
 
-/// A batch whose transaction is built, waiting for the store.
-struct Prepared {
-    requests: Vec<CommitRequest>,
-    write: PreparedWrite,
-    /// When it was built: the time its results are recorded at.
-    now: Timestamp,
-}
-
-/// Leases the batch's deliveries and builds its transaction.
-fn prepare(shared: &Shared, mut requests: Vec<CommitRequest>) -> Prepared {
-    for request in &mut requests {
+/// Leases the batch's deliveries, commits them with its results, then queues
+/// the held deliveries and answers each request.
+async fn commit(shared: &Shared, mut batch: Vec<CommitRequest>) {
+    for request in &mut batch {
         lease(shared, &mut request.records);
     }
-    let now = shared.clock.now();
-    let all: Vec<&PublishRecord> = requests.iter().flat_map(|r| r.records.iter()).collect();
-    let results = requests.iter().find_map(|r| r.results.as_deref());
-    let result_batch = results.map(|results| shared.result_batch(results, now));
-    let write = shared.store.prepare_write(&all, result_batch.as_ref());
-    Prepared {
-        requests,
-        write,
-        now,
-    }
-}
-
-/// Commits a built transaction, then queues its held deliveries and answers
-/// its requests.
-async fn write(shared: &Shared, prepared: Prepared) {
-    let Prepared {
-        mut requests,
-        write: transaction,
-        now,
-    } = prepared;
     let written = {
-        let all: Vec<&PublishRecord> = requests.iter().flat_map(|r| r.records.iter()).collect();
-        let results = requests.iter().find_map(|r| r.results.as_deref());
-        let result_batch = results.map(|results| shared.result_batch(results, now));
+        let all: Vec<&PublishRecord> = batch.iter().flat_map(|r| r.records.iter()).collect();
+        let results = batch.iter().find_map(|r| r.results.as_deref());
+        let result_batch = results.map(|results| shared.result_batch(results));
         shared
             .store
-            .write_prepared(
-                transaction,
-                &all,
-                shared.dedup_since(),
-                result_batch.as_ref(),
-            )
+            .write(&all, shared.dedup_since(), result_batch.as_ref())
             .await
     };
     match written {
@@ -168,7 +133,7 @@ async fn write(shared: &Shared, prepared: Prepared) {
             let stored = outcomes.iter().filter(|o| **o == Published::Stored).count();
             shared.stats.events.fetch_add(stored as u64, Relaxed);
             let mut outcomes = outcomes.into_iter();
-            for request in requests {
+            for request in batch {
                 let mine: Vec<Published> = outcomes.by_ref().take(request.records.len()).collect();
                 hand_over(shared, &request.records, &mine);
                 let _ = request.reply.send(Ok(Committed {
@@ -182,17 +147,17 @@ async fn write(shared: &Shared, prepared: Prepared) {
                 }));
             }
         }
-        Err(err) if requests.len() > 1 => {
+        Err(err) if batch.len() > 1 => {
             // One request may have spoiled the batch (an idempotency key
             // race, say): give each its own transaction so only it fails.
-            tracing::warn!(error = %err, requests = requests.len(), "batch commit failed; committing one by one");
-            for request in requests {
+            tracing::warn!(error = %err, requests = batch.len(), "batch commit failed; committing one by one");
+            for request in batch {
                 unlease(shared, &request.records);
-                Box::pin(write(shared, prepare(shared, vec![request]))).await;
+                Box::pin(commit(shared, vec![request])).await;
             }
         }
         Err(err) => {
-            if let Some(request) = requests.pop() {
+            if let Some(request) = batch.pop() {
                 unlease(shared, &request.records);
                 let _ = request.reply.send(Err(Arc::new(err)));
             }

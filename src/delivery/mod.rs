@@ -174,16 +174,12 @@ pub struct EngineStats {
 }
 
 impl Shared {
-    /// `results` as this node records them at `now`.
-    fn result_batch<'a>(
-        &'a self,
-        results: &'a [DeliveryResult],
-        now: Timestamp,
-    ) -> crate::store::ResultBatch<'a> {
+    /// `results` as this node records them now.
+    fn result_batch<'a>(&'a self, results: &'a [DeliveryResult]) -> crate::store::ResultBatch<'a> {
         crate::store::ResultBatch {
             me: &self.node,
             results,
-            now,
+            now: self.clock.now(),
             breaker_failures: self.config.breaker_failures,
         }
     }

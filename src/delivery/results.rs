@@ -110,7 +110,7 @@ async fn commit(
     }
     shared
         .store
-        .record_results(&shared.result_batch(batch, shared.clock.now()))
+        .record_results(&shared.result_batch(batch))
         .await
         .map_err(Arc::new)
 }

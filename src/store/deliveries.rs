@@ -288,63 +288,32 @@ impl Store {
         dedup_since: Timestamp,
         results: Option<&ResultBatch<'_>>,
     ) -> Result<(Vec<Published>, Vec<StatusChange>), StoreError> {
-        let prepared = self.prepare_write(records, results);
-        self.write_prepared(prepared, records, dedup_since, results)
-            .await
-    }
-
-    /// The first half of [`Store::write`]: builds the statements, without
-    /// the write lock, so that a writer can build its next transaction while
-    /// the store runs this one.
-    pub fn prepare_write(
-        &self,
-        records: &[&PublishRecord],
-        results: Option<&ResultBatch<'_>>,
-    ) -> PreparedWrite {
         let backend = self.db.get_database_backend();
         let health = results
             .map(|batch| health_of(batch.results))
             .unwrap_or_default();
-        // A keyed publish must read first: its statements wait for that.
-        let keyed = records.iter().any(|r| r.event.idempotency_key.is_some());
-        let statements = (backend == DbBackend::Sqlite && !keyed).then(|| {
-            let outcomes = vec![Published::Stored; records.len()];
-            write_statements(backend, records, &outcomes, results, &health)
-        });
-        PreparedWrite { statements, health }
-    }
-
-    /// The second half of [`Store::write`], for the same `records` and
-    /// `results` that `prepared` was built from.
-    pub async fn write_prepared(
-        &self,
-        prepared: PreparedWrite,
-        records: &[&PublishRecord],
-        dedup_since: Timestamp,
-        results: Option<&ResultBatch<'_>>,
-    ) -> Result<(Vec<Published>, Vec<StatusChange>), StoreError> {
-        let _write = self.write_lock().await;
-        let backend = self.db.get_database_backend();
-        let PreparedWrite { statements, health } = prepared;
         // Only the breaker's status changes return rows.
-        let (outcomes, returned) = match statements {
-            Some(statements) => {
-                // Nothing to read first: the whole transaction in one trip.
-                let outcomes = vec![Published::Stored; records.len()];
-                let returned = rows::transact_sqlite(&self.db, statements).await?;
-                (outcomes, returned)
+        let keyed = records.iter().any(|r| r.event.idempotency_key.is_some());
+        let (outcomes, returned) = if backend == DbBackend::Sqlite && !keyed {
+            // Nothing to read first: the statements are built before the
+            // write lock is taken, and the whole transaction goes in one trip.
+            let outcomes = vec![Published::Stored; records.len()];
+            let statements = write_statements(backend, records, &outcomes, results, &health);
+            let _write = self.write_lock().await;
+            let returned = rows::transact_sqlite(&self.db, statements).await?;
+            (outcomes, returned)
+        } else {
+            // A keyed publish must read first: its statements wait for that.
+            let _write = self.write_lock().await;
+            let txn = self.db.begin().await?;
+            let outcomes = super::events::claim_keys(&txn, records, dedup_since).await?;
+            let statements = write_statements(backend, records, &outcomes, results, &health);
+            let mut returned = Vec::new();
+            for statement in rows::chain(backend, statements) {
+                returned.extend(txn.query_all_raw(statement).await?);
             }
-            None => {
-                let txn = self.db.begin().await?;
-                let outcomes = super::events::claim_keys(&txn, records, dedup_since).await?;
-                let statements = write_statements(backend, records, &outcomes, results, &health);
-                let mut returned = Vec::new();
-                for statement in rows::chain(backend, statements) {
-                    returned.extend(txn.query_all_raw(statement).await?);
-                }
-                txn.commit().await?;
-                (outcomes, returned)
-            }
+            txn.commit().await?;
+            (outcomes, returned)
         };
         Ok((outcomes, breaker_changes(&returned, &health)?))
     }
@@ -451,13 +420,6 @@ pub struct StatusChange {
     pub last_error: String,
 }
 
-/// A transaction of [`Store::write`] made ready by [`Store::prepare_write`].
-pub struct PreparedWrite {
-    /// The whole transaction, when it needs no read first.
-    statements: Option<Vec<Statement>>,
-    health: BTreeMap<EndpointId, Health>,
-}
-
 /// The statements of a write: the records' inserts (those `outcomes` lets
 /// be stored), the results', and the circuit breaker's.
 fn write_statements(
@@ -465,7 +427,7 @@ fn write_statements(
     records: &[&PublishRecord],
     outcomes: &[Published],
     results: Option<&ResultBatch<'_>>,
-    health: &BTreeMap<EndpointId, Health>,
+    health: &BTreeMap<&EndpointId, Health>,
 ) -> Vec<Statement> {
     let mut statements = Vec::new();
     super::events::publish_statements(backend, records, outcomes, &mut statements);
@@ -493,8 +455,8 @@ struct Health {
 }
 
 /// What each endpoint's results in `results` say about its health.
-fn health_of(results: &[DeliveryResult]) -> BTreeMap<EndpointId, Health> {
-    let mut health: BTreeMap<EndpointId, Health> = BTreeMap::new();
+fn health_of(results: &[DeliveryResult]) -> BTreeMap<&EndpointId, Health> {
+    let mut health: BTreeMap<&EndpointId, Health> = BTreeMap::new();
     for result in results {
         if let DeliveryResult::Attempted {
             attempt,
@@ -503,7 +465,7 @@ fn health_of(results: &[DeliveryResult]) -> BTreeMap<EndpointId, Health> {
             ..
         } = result
         {
-            let entry = health.entry(endpoint_id.clone()).or_default();
+            let entry = health.entry(endpoint_id).or_default();
             if *verdict == Verdict::Success {
                 *entry = Health {
                     succeeded: true,
@@ -534,7 +496,7 @@ fn health_of(results: &[DeliveryResult]) -> BTreeMap<EndpointId, Health> {
 /// `(id, status)` rows; see [`breaker_changes`].
 fn breaker_statements(
     backend: DbBackend,
-    health: &BTreeMap<EndpointId, Health>,
+    health: &BTreeMap<&EndpointId, Health>,
     now: Timestamp,
     breaker_failures: u32,
 ) -> Vec<Statement> {
@@ -624,7 +586,7 @@ fn breaker_statements(
 /// The status changes in the rows the breaker's statements returned.
 fn breaker_changes(
     rows: &[sea_orm::QueryResult],
-    health: &BTreeMap<EndpointId, Health>,
+    health: &BTreeMap<&EndpointId, Health>,
 ) -> Result<Vec<StatusChange>, StoreError> {
     use crate::domain::endpoint::EndpointStatus;
     let mut changes = Vec::with_capacity(rows.len());
@@ -639,7 +601,7 @@ fn breaker_changes(
                 detail: format!("the breaker changed {id}, which had no results"),
             });
         };
-        let endpoint_id = endpoint_id.clone();
+        let endpoint_id = (*endpoint_id).clone();
         let gone = health.gone;
         changes.push(if status == EndpointStatus::Active.as_str() {
             StatusChange {
@@ -997,9 +959,13 @@ mod tests {
 
     /// The statements' text, first words only, for `health` by endpoint.
     fn breaker_sql(entries: Vec<(u128, Health)>) -> Vec<String> {
-        let map: BTreeMap<EndpointId, Health> = entries
-            .into_iter()
-            .map(|(id, h)| (EndpointId::from_uuid(uuid::Uuid::from_u128(id)), h))
+        let ids: Vec<EndpointId> = entries
+            .iter()
+            .map(|(id, _)| EndpointId::from_uuid(uuid::Uuid::from_u128(*id)))
+            .collect();
+        let map: BTreeMap<&EndpointId, Health> = ids
+            .iter()
+            .zip(entries.into_iter().map(|(_, h)| h))
             .collect();
         breaker_statements(DbBackend::Sqlite, &map, Timestamp::from_unix_micros(0), 50)
             .into_iter()

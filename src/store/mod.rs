@@ -16,7 +16,7 @@ mod watch;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 pub use connect::{DatabaseTarget, Durability};
-pub use deliveries::{DeliveryFilter, DeliveryResult, PreparedWrite, ResultBatch, StatusChange};
+pub use deliveries::{DeliveryFilter, DeliveryResult, ResultBatch, StatusChange};
 pub use endpoints::{EndpointFilter, EndpointSnapshot};
 pub use events::{EventFilter, NewDelivery, PublishRecord, Published};
 pub use projects::{NewProject, ProjectSummary};
