@@ -383,6 +383,18 @@ mod tests {
         }
     }
 
+    /// A job for endpoint 1 whose event's payload is a JSON string of
+    /// `chars` characters.
+    fn job_with_payload(chars: usize) -> Job {
+        let mut job = job_for(1);
+        let mut event = (*job.event).clone();
+        event.payload =
+            crate::domain::event::Payload::parse(&format!("\"{}\"", "x".repeat(chars)), chars + 2)
+                .unwrap();
+        job.event = std::sync::Arc::new(event);
+        job
+    }
+
     #[test]
     fn lanes_take_turns_and_respect_their_cap() {
         let d = Dispatcher::new(Limits {
@@ -527,12 +539,7 @@ mod tests {
 
     #[test]
     fn a_claim_is_sized_by_what_deliveries_typically_cost() {
-        let mut job = job_for(1);
-        let big = "x".repeat(10_000);
-        let mut event = (*job.event).clone();
-        event.payload =
-            crate::domain::event::Payload::parse(&format!("\"{big}\""), 20_000).unwrap();
-        job.event = std::sync::Arc::new(event);
+        let job = job_with_payload(10_000);
         let d = Dispatcher::new(Limits {
             max_queued: 1_000,
             per_endpoint_queued: 1_000,
@@ -548,12 +555,7 @@ mod tests {
 
     #[test]
     fn deliveries_larger_than_half_the_memory_are_claimed_one_at_a_time() {
-        let mut job = job_for(1);
-        let mut event = (*job.event).clone();
-        event.payload =
-            crate::domain::event::Payload::parse(&format!("\"{}\"", "x".repeat(900)), 1_000)
-                .unwrap();
-        job.event = std::sync::Arc::new(event);
+        let job = job_with_payload(900);
         let d = Dispatcher::new(Limits {
             max_queued: 1_000,
             per_endpoint_queued: 1_000,

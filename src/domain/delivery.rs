@@ -169,22 +169,13 @@ impl Default for RecordedHeaders {
 }
 
 impl RecordedHeaders {
-    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(
+    pub fn from_pairs<N: serde::Serialize, V: serde::Serialize>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
+        // A pair serializes as a two-element array.
         let mut text = Vec::with_capacity(512);
-        text.push(b'[');
-        for (n, (name, value)) in pairs.into_iter().enumerate() {
-            if n > 0 {
-                text.push(b',');
-            }
-            text.push(b'[');
-            push_json_string(&mut text, name.as_ref());
-            text.push(b',');
-            push_json_string(&mut text, value.as_ref());
-            text.push(b']');
-        }
-        text.push(b']');
+        serde::Serializer::collect_seq(&mut serde_json::Serializer::new(&mut text), pairs)
+            .expect("writing strings to memory cannot fail");
         Self(String::from_utf8(text).expect("JSON written from strings is UTF-8"))
     }
 
@@ -202,10 +193,6 @@ impl RecordedHeaders {
         // Checked when made, so this cannot fail.
         serde_json::from_str(&self.0).unwrap_or_default()
     }
-}
-
-fn push_json_string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(out, text).expect("writing to memory cannot fail");
 }
 
 /// What happens to a delivery after an attempt.

@@ -123,6 +123,8 @@ pub(super) fn batched<R: Row>(
     }
     let mut rows = rows.into_iter();
     let mut left = rows.len();
+    // The text of the last size used: a large batch repeats the largest.
+    let mut cached: Option<(usize, String)> = None;
     while left > 0 {
         let size = size_for(left);
         let taken = size.min(left);
@@ -137,12 +139,16 @@ pub(super) fn batched<R: Row>(
             Value::String(None),
         );
         values.extend_from_slice(after);
-        let source = Source {
-            backend,
-            kinds,
-            rows: size,
+        let text = match cached.take() {
+            Some((built, text)) if built == size => text,
+            _ => sql(&Source {
+                backend,
+                kinds,
+                rows: size,
+            }),
         };
-        statements.push(statement(backend, &sql(&source), values));
+        statements.push(statement(backend, &text, values));
+        cached = Some((size, text));
         left -= taken;
     }
     statements
