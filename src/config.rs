@@ -200,7 +200,8 @@ pub struct DeliveryArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight: u32,
     /// Memory for deliveries waiting to be sent, in MiB (a delivery counts
-    /// its event's payload); those beyond wait in the database.
+    /// its event's payload); those beyond wait in the database. Results
+    /// waiting to be written may take a quarter of it more.
     #[arg(long, env = "HOOKD_QUEUE_MEMORY_MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub queue_memory_mib: u32,

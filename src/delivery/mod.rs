@@ -140,6 +140,13 @@ impl From<StoreError> for PublishError {
     }
 }
 
+/// Results waiting to be written may take this fraction of the memory the
+/// queued deliveries may (`Limits::max_queued_bytes`), besides it: at the
+/// default 32 MiB, about 7,000 results of 200 responses, several of the
+/// writer's batches, so sending can run ahead while the writer is busy
+/// with publishes.
+const RESULT_SHARE: usize = 4;
+
 /// State shared by the engine's tasks.
 struct Shared {
     store: Store,
@@ -147,6 +154,8 @@ struct Shared {
     node: NodeId,
     config: DeliveryConfig,
     dispatcher: Dispatcher,
+    /// Memory for results waiting to be written.
+    result_memory: results::Budget,
     cache: EndpointCache,
     http: http::HttpSender,
     user_agent: HeaderValue,
@@ -219,6 +228,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             cache: EndpointCache::new(store.clone(), config.endpoint_cache_ttl),
             dispatcher: Dispatcher::new(config.limits),
+            result_memory: results::Budget::new(config.limits.max_queued_bytes / RESULT_SHARE),
             http: http::HttpSender::new(&config.extra_roots, Arc::new(config.network.clone())),
             user_agent: HeaderValue::from_static(concat!("hookd/", env!("CARGO_PKG_VERSION"))),
             poll_wake: Notify::new(),
@@ -525,8 +535,9 @@ impl Engine {
                 self.sends.spawn(async move {
                     let endpoint = job.endpoint_id.clone();
                     let result = send_one(&shared, job).await;
+                    let room = shared.result_memory.reserve(&result).await;
                     if results
-                        .send(results::Message::Result(result))
+                        .send(results::Message::Result(result, room))
                         .await
                         .is_err()
                     {

@@ -156,6 +156,18 @@ pub struct Attempt {
     pub duration_ms: u32,
 }
 
+impl Attempt {
+    /// Bytes this takes in memory, itself included.
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.url.capacity()
+            + self.request_headers.heap_bytes()
+            + self.response_headers.heap_bytes()
+            + self.response_body.capacity()
+            + self.error.as_ref().map_or(0, |e| e.message.capacity())
+    }
+}
+
 /// Headers as recorded with an attempt, in the order sent or received. Kept
 /// as the JSON text they are stored as, an array of `[name, value]` pairs:
 /// every attempt is written, few are read back.
@@ -172,11 +184,26 @@ impl RecordedHeaders {
     pub fn from_pairs<N: serde::Serialize, V: serde::Serialize>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
-        // A pair serializes as a two-element array.
-        let mut text = Vec::with_capacity(512);
-        serde::Serializer::collect_seq(&mut serde_json::Serializer::new(&mut text), pairs)
-            .expect("writing strings to memory cannot fail");
-        Self(String::from_utf8(text).expect("JSON written from strings is UTF-8"))
+        /// A scratch buffer larger than this is not kept for the next call.
+        const KEEP: usize = 16 * 1024;
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|text| {
+            text.clear();
+            // A pair serializes as a two-element array.
+            serde::Serializer::collect_seq(&mut serde_json::Serializer::new(&mut *text), pairs)
+                .expect("writing strings to memory cannot fail");
+            // Copied out at its size: an attempt waits in memory until it is
+            // written, and a buffer grown by doubling would be up to half
+            // empty.
+            let json = std::str::from_utf8(text).expect("JSON written from strings is UTF-8");
+            let recorded = Self(json.to_owned());
+            if text.capacity() > KEEP {
+                *text = Vec::new();
+            }
+            recorded
+        })
     }
 
     /// Headers as stored; `Err` if `text` is not an array of pairs.
@@ -187,6 +214,11 @@ impl RecordedHeaders {
 
     pub fn as_json(&self) -> &str {
         &self.0
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.capacity()
     }
 
     pub fn pairs(&self) -> Vec<(String, String)> {
@@ -258,6 +290,34 @@ mod tests {
             RecordedHeaders::default()
         );
         assert!(RecordedHeaders::from_json(r#"{"a":1}"#.to_owned()).is_err());
+    }
+
+    #[test]
+    fn an_attempt_counts_the_memory_it_holds_and_short_headers_hold_little() {
+        use crate::domain::ids::{AttemptId, DeliveryId, ProjectId};
+        let id = |n| uuid::Uuid::from_u128(n);
+        let short = RecordedHeaders::from_pairs([("content-length", "0")]);
+        assert_eq!(short.heap_bytes(), short.as_json().len());
+        let mut attempt = Attempt {
+            id: AttemptId::from_uuid(id(1)),
+            delivery_id: DeliveryId::from_uuid(id(2)),
+            project_id: ProjectId::from_uuid(id(3)),
+            number: 1,
+            url: "https://example.com/hook".to_owned(),
+            requested_at: NOW,
+            responded_at: Some(NOW),
+            http_status: Some(200),
+            error: None,
+            ip_address: None,
+            request_headers: RecordedHeaders::from_pairs([("x-a", "b".repeat(300))]),
+            response_headers: short.clone(),
+            response_body: String::new(),
+            duration_ms: 1,
+        };
+        let bare = attempt.memory();
+        assert!(bare >= std::mem::size_of::<Attempt>() + 24 + 300 + short.as_json().len());
+        attempt.response_body = "y".repeat(64 * 1024);
+        assert_eq!(attempt.memory(), bare + 64 * 1024);
     }
 
     #[test]

@@ -54,6 +54,23 @@ pub enum DeliveryResult {
     },
 }
 
+impl DeliveryResult {
+    /// Bytes this takes in memory, itself included: what a result waiting
+    /// to be written holds.
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + match self {
+                Self::Attempted {
+                    attempt,
+                    description,
+                    ..
+                } => attempt.memory() + description.capacity(),
+                Self::Discarded { description, .. } => description.capacity(),
+                Self::Released { .. } => 0,
+            }
+    }
+}
+
 impl Store {
     pub async fn get_delivery(
         &self,
