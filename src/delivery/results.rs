@@ -104,7 +104,9 @@ async fn write(
                         reason = %change.reason,
                         "endpoint status changed by the circuit breaker"
                     );
-                    tokio::spawn(super::send_alert(shared.clone(), change));
+                    shared
+                        .runtime
+                        .spawn(super::send_alert(shared.clone(), change));
                 }
                 return;
             }
