@@ -12,9 +12,9 @@
 //!   SQL.
 //! - [`migration`]: the schema migrations (top-level `migrations/`).
 //! - [`delivery`]: the delivery engine: group commit of publishes (with
-//!   results, on SQLite), fair in-memory dispatch, signed HTTP sends,
-//!   batched result writes, the
-//!   poller for retries and recovery, meta events on their way out.
+//!   results, on SQLite, on a writer thread of its own), fair in-memory
+//!   dispatch, signed HTTP sends, batched result writes (bounded by bytes),
+//!   the poller for retries and recovery, meta events on their way out.
 //! - [`grpc`]: generated protobuf types, their conversion to the domain,
 //!   API-key authentication, the error-to-status mapping, the services and
 //!   their server streams.
