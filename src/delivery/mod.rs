@@ -565,6 +565,10 @@ impl Engine {
     }
 }
 
+/// A task of the engine's, boxed so that tasks of different kinds can be
+/// handed over together.
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Starts the committer and the results writer (`tasks`). On SQLite they get
 /// a thread and a runtime of their own: its single writer is the limit under
 /// load, and on the shared runtime each hand-off to them waited behind the
@@ -572,26 +576,42 @@ impl Engine {
 /// runs; see docs/BENCHMARKS.md). PostgreSQL, whose connections belong to
 /// the shared runtime, keeps them there, as does SQLite if no thread can be
 /// made.
-fn start_writer(
-    tracker: &TaskTracker,
-    embedded: bool,
-    tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
-) {
-    let runtime = match embedded {
-        true => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|err| tracing::warn!(error = %err, "no runtime for the writer; sharing the main one")),
-        false => Err(()),
+fn start_writer(tracker: &TaskTracker, embedded: bool, tasks: Vec<Task>) {
+    let tasks = match embedded {
+        true => match on_own_thread(tasks) {
+            Ok(done) => {
+                tracker.spawn(async move {
+                    let _ = done.await;
+                });
+                return;
+            }
+            Err(tasks) => tasks,
+        },
+        false => tasks,
     };
-    let Ok(runtime) = runtime else {
-        for task in tasks {
-            tracker.spawn(task);
+    for task in tasks {
+        tracker.spawn(task);
+    }
+}
+
+/// Runs `tasks` on a current-thread runtime on a thread of their own; the
+/// receiver hears once all have ended. Hands them back if no runtime or no
+/// thread can be made.
+fn on_own_thread(tasks: Vec<Task>) -> Result<oneshot::Receiver<()>, Vec<Task>> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::warn!(error = %err, "no runtime for the writer; sharing the main one");
+            return Err(tasks);
         }
-        return;
     };
-    let (hand, take) = std::sync::mpsc::channel::<Vec<_>>();
-    let (finished, done) = oneshot::channel::<()>();
+    // The tasks follow once the thread exists, so that they can be handed
+    // back if it cannot be made.
+    let (hand, take) = std::sync::mpsc::channel::<Vec<Task>>();
+    let (finished, done) = oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("hookd-writer".into())
         .spawn(move || {
@@ -611,15 +631,11 @@ fn start_writer(
         Ok(_) => {
             // The thread waits for exactly this, so the send cannot fail.
             let _ = hand.send(tasks);
-            tracker.spawn(async move {
-                let _ = done.await;
-            });
+            Ok(done)
         }
         Err(err) => {
             tracing::warn!(error = %err, "no thread for the writer; sharing the main runtime");
-            for task in tasks {
-                tracker.spawn(task);
-            }
+            Err(tasks)
         }
     }
 }
