@@ -577,8 +577,8 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 /// the shared runtime, keeps them there, as does SQLite if no thread can be
 /// made.
 fn start_writer(tracker: &TaskTracker, embedded: bool, tasks: Vec<Task>) {
-    let tasks = match embedded {
-        true => match on_own_thread(tasks) {
+    let tasks = if embedded {
+        match on_own_thread(tasks) {
             Ok(done) => {
                 tracker.spawn(async move {
                     let _ = done.await;
@@ -586,8 +586,9 @@ fn start_writer(tracker: &TaskTracker, embedded: bool, tasks: Vec<Task>) {
                 return;
             }
             Err(tasks) => tasks,
-        },
-        false => tasks,
+        }
+    } else {
+        tasks
     };
     for task in tasks {
         tracker.spawn(task);
