@@ -49,9 +49,9 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-/// Uniform in `[0, 1)`, for jitter.
+/// Uniform in `[0, 1)`, for jitter. Drawn for every attempt, so it comes
+/// from the thread's generator (seeded by the OS), not from a system call
+/// each time as `random_bytes` does.
 pub fn random_fraction() -> f64 {
-    let bits = u64::from_le_bytes(random_bytes());
-    // 53 random bits are all an f64 mantissa holds.
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    rand::random()
 }
