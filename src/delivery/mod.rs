@@ -576,8 +576,8 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 /// runs; see docs/BENCHMARKS.md). PostgreSQL, whose connections belong to
 /// the shared runtime, keeps them there, as does SQLite if no thread can be
 /// made.
-fn start_writer(tracker: &TaskTracker, embedded: bool, tasks: Vec<Task>) {
-    let tasks = if embedded {
+fn start_writer(tracker: &TaskTracker, embedded: bool, mut tasks: Vec<Task>) {
+    if embedded {
         match on_own_thread(tasks) {
             Ok(done) => {
                 tracker.spawn(async move {
@@ -585,11 +585,9 @@ fn start_writer(tracker: &TaskTracker, embedded: bool, tasks: Vec<Task>) {
                 });
                 return;
             }
-            Err(tasks) => tasks,
+            Err(handed_back) => tasks = handed_back,
         }
-    } else {
-        tasks
-    };
+    }
     for task in tasks {
         tracker.spawn(task);
     }
