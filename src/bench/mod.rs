@@ -70,7 +70,7 @@ impl Sizes {
                 ceiling: Duration::from_secs(5),
                 publish: 20_000,
                 e2e: 100_000,
-                isolation: 50_000,
+                isolation: 100_000,
                 latency: plan.duration,
                 backlog: Some(1_000_000),
             }
@@ -198,12 +198,15 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
     let mut ratios = Vec::new();
     for run in (1..=sizes.repeats).filter(|_| plan.runs("isolation")) {
         progress.begin(&format!(
-            "isolation: 10 healthy endpoints, then with a black hole (run {run})"
+            "isolation: 10 healthy endpoints alone (A) and beside a black hole (B), A B B A A B B A (run {run})"
         ));
-        let (ratio, counted) =
+        let ([alone, beside], counted) =
             scenarios::isolation(&database, instances, sizes.isolation, &progress).await?;
         accounting.add(counted);
-        progress.result(&format!("ratio {ratio:.3}"));
+        let ratio = beside / alone;
+        progress.result(&format!(
+            "ratio {ratio:.3} ({beside:.0} deliveries/s beside it, {alone:.0} alone)"
+        ));
         ratios.push(ratio);
     }
     summary.isolation_ratio = median(&ratios);
