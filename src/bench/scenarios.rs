@@ -426,7 +426,7 @@ pub(super) async fn latency(
 /// drifts during a run (caches warming, the database growing): the second
 /// phase, the one with the black hole, came out up to 13 % faster than the
 /// first. Alternating also averages out the machine's noise, which moves a
-/// single phase by ±10 %.
+/// single phase by ±10–20 %.
 pub(super) async fn isolation(
     database: &BenchDatabase,
     instances: usize,
