@@ -18,6 +18,7 @@ use self::progress::Progress;
 use self::report::{Summary, median};
 use self::scenarios::Accounting;
 use self::server::BenchDatabase;
+use crate::store::Durability;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct BenchPlan {
     pub json: Option<std::path::PathBuf>,
     /// `None`: a temporary SQLite database.
     pub postgres_url: Option<String>,
+    /// How SQLite commits (ignored on PostgreSQL).
+    pub durability: Durability,
     pub instances: usize,
     pub rate: u32,
     pub duration: Duration,
@@ -86,7 +89,9 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
     let sizes = Sizes::for_plan(&plan);
     let database = match &plan.postgres_url {
         Some(url) => BenchDatabase::Postgres { url: url.clone() },
-        None => BenchDatabase::Sqlite,
+        None => BenchDatabase::Sqlite {
+            durability: plan.durability,
+        },
     };
     let instances = plan.instances;
     let backlog = sizes.backlog.filter(|_| plan.runs("backlog"));
@@ -225,7 +230,8 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
         progress.begin(&format!(
             "store: {transactions} transactions of {per_transaction} publishes and results, SQLite"
         ));
-        let micros = store::writes(transactions, per_transaction, &progress).await?;
+        let micros =
+            store::writes(transactions, per_transaction, plan.durability, &progress).await?;
         progress.result(&format!("{micros:.1} µs per delivery"));
     }
 
@@ -233,9 +239,14 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
     summary.duplicates = accounting.duplicates;
     summary.bad_signatures = accounting.bad_signatures;
     summary.config = serde_json::json!({
-        "database": match database { BenchDatabase::Sqlite => "sqlite", BenchDatabase::Postgres { .. } => "postgres" },
+        "database": match database { BenchDatabase::Sqlite { .. } => "sqlite", BenchDatabase::Postgres { .. } => "postgres" },
         "instances": instances,
-        "durability": "full",
+        // PostgreSQL's commits are the server's business (hookd leaves
+        // `synchronous_commit` at its default, on).
+        "durability": match database {
+            BenchDatabase::Sqlite { durability: Durability::Relaxed } => "relaxed",
+            _ => "full",
+        },
         "quick": plan.quick,
         "watch": plan.watch,
         "repeats": sizes.repeats,

@@ -1,16 +1,19 @@
 //! hookd under test: `hookd serve` in child processes on a fresh database,
 //! so its memory is measured alone and a crash cannot take the bench along.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use crate::store::Durability;
 
 /// Where the hookd processes keep their data.
 #[derive(Debug, Clone)]
 pub(super) enum BenchDatabase {
     /// A fresh SQLite file in a temporary directory.
-    Sqlite,
+    Sqlite { durability: Durability },
     /// A fresh schema on this PostgreSQL server.
     Postgres { url: String },
 }
@@ -79,10 +82,12 @@ impl Servers {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find the hookd binary: {e}"))?;
         let (db_args, dir) = match database {
-            BenchDatabase::Sqlite => {
+            BenchDatabase::Sqlite { durability } => {
                 let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-                let url = format!("sqlite://{}", dir.path().join("hookd.db").display());
-                (vec!["--database-url".to_owned(), url], Some(dir))
+                (
+                    sqlite_args(&dir.path().join("hookd.db"), *durability),
+                    Some(dir),
+                )
             }
             BenchDatabase::Postgres { url } => {
                 let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
@@ -97,7 +102,7 @@ impl Servers {
                 )
             }
         };
-        let created = Command::new(&exe)
+        let created = hookd(&exe)
             .args(["project", "create", "--name", "bench", "--json"])
             .args(&db_args)
             .output()
@@ -147,12 +152,42 @@ impl Servers {
     }
 }
 
+/// A hookd command that takes its settings from the bench's arguments
+/// alone: the `HOOKD_*` variables of the bench's own environment (a
+/// durability, queue limits, a data dir) would otherwise change what is
+/// measured without the report saying so.
+fn hookd(exe: &Path) -> Command {
+    without_settings(Command::new(exe), std::env::vars_os().map(|(name, _)| name))
+}
+
+/// `command` with every `HOOKD_*` variable among `inherited` removed.
+fn without_settings(mut command: Command, inherited: impl Iterator<Item = OsString>) -> Command {
+    for name in inherited {
+        if name.to_string_lossy().starts_with("HOOKD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// The flags that put `hookd` on the SQLite file at `path`.
+fn sqlite_args(path: &Path, durability: Durability) -> Vec<String> {
+    let durability = match durability {
+        Durability::Full => "full",
+        Durability::Relaxed => "relaxed",
+    };
+    let url = format!("sqlite://{}", path.display());
+    ["--database-url", &url, "--durability", durability]
+        .map(str::to_owned)
+        .to_vec()
+}
+
 fn spawn_serve(
-    exe: &PathBuf,
+    exe: &Path,
     db_args: &[String],
     extra: &[String],
 ) -> Result<(Child, String), String> {
-    let mut child = Command::new(exe)
+    let mut child = hookd(exe)
         .args([
             "serve",
             "--listen",
@@ -239,7 +274,40 @@ fn cpu_seconds_in_stat(stat: &str) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::cpu_seconds_in_stat;
+    use super::*;
+
+    #[test]
+    fn children_run_without_the_benchs_hookd_settings() {
+        let inherited = ["HOOKD_DURABILITY", "PATH", "HOOKD_DATA_DIR", "MY_HOOKD_X"];
+        let command = without_settings(Command::new("hookd"), inherited.iter().map(OsString::from));
+        let mut changed: Vec<_> = command
+            .get_envs()
+            .map(|(name, value)| (name.to_string_lossy().into_owned(), value.is_some()))
+            .collect();
+        changed.sort();
+        assert_eq!(
+            changed,
+            [
+                ("HOOKD_DATA_DIR".to_owned(), false),
+                ("HOOKD_DURABILITY".to_owned(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn sqlite_children_get_the_benchs_durability() {
+        let path = Path::new("/tmp/b/hookd.db");
+        assert_eq!(
+            sqlite_args(path, Durability::Relaxed),
+            [
+                "--database-url",
+                "sqlite:///tmp/b/hookd.db",
+                "--durability",
+                "relaxed"
+            ]
+        );
+        assert_eq!(sqlite_args(path, Durability::Full)[3], "full");
+    }
 
     #[test]
     fn cpu_time_is_utime_plus_stime_after_the_command_name() {

@@ -32,12 +32,13 @@ use crate::system::{self, SystemClock};
 pub(super) async fn writes(
     transactions: usize,
     per_transaction: usize,
+    durability: Durability,
     progress: &Progress,
 ) -> Result<f64, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let store = Store::connect(&DatabaseTarget::Sqlite {
         path: dir.path().join("hookd.db"),
-        durability: Durability::Full,
+        durability,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -81,6 +81,10 @@ async fn bench(args: crate::config::BenchArgs, database: &DatabaseArgs) -> Resul
         crate::store::DatabaseTarget::Sqlite { .. } => None,
     };
     let plan = crate::bench::BenchPlan {
+        durability: match database.durability {
+            crate::config::DurabilityArg::Full => crate::store::Durability::Full,
+            crate::config::DurabilityArg::Relaxed => crate::store::Durability::Relaxed,
+        },
         quick: args.quick,
         json: args.json,
         postgres_url,
