@@ -244,8 +244,8 @@ pub async fn run(plan: BenchPlan) -> Result<(), String> {
         // PostgreSQL's commits are the server's business (hookd leaves
         // `synchronous_commit` at its default, on).
         "durability": match database {
-            BenchDatabase::Sqlite { durability: Durability::Relaxed } => "relaxed",
-            _ => "full",
+            BenchDatabase::Sqlite { durability } => durability.as_str(),
+            BenchDatabase::Postgres { .. } => Durability::Full.as_str(),
         },
         "quick": plan.quick,
         "watch": plan.watch,

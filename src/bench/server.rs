@@ -172,12 +172,8 @@ fn without_settings(mut command: Command, inherited: impl Iterator<Item = OsStri
 
 /// The flags that put `hookd` on the SQLite file at `path`.
 fn sqlite_args(path: &Path, durability: Durability) -> Vec<String> {
-    let durability = match durability {
-        Durability::Full => "full",
-        Durability::Relaxed => "relaxed",
-    };
     let url = format!("sqlite://{}", path.display());
-    ["--database-url", &url, "--durability", durability]
+    ["--database-url", &url, "--durability", durability.as_str()]
         .map(str::to_owned)
         .to_vec()
 }

@@ -70,21 +70,18 @@ async fn serve(
 }
 
 async fn bench(args: crate::config::BenchArgs, database: &DatabaseArgs) -> Result<(), CliError> {
-    let postgres_url = match database.target()? {
-        crate::store::DatabaseTarget::Postgres { url, .. } => Some(url),
+    let (postgres_url, durability) = match database.target()? {
+        crate::store::DatabaseTarget::Postgres { url, .. } => (Some(url), Default::default()),
         crate::store::DatabaseTarget::Sqlite { .. } if args.instances > 1 => {
             return Err(CliError::Usage(
                 "--instances above 1 needs a shared database: pass --database-url postgres://…"
                     .into(),
             ));
         }
-        crate::store::DatabaseTarget::Sqlite { .. } => None,
+        crate::store::DatabaseTarget::Sqlite { durability, .. } => (None, durability),
     };
     let plan = crate::bench::BenchPlan {
-        durability: match database.durability {
-            crate::config::DurabilityArg::Full => crate::store::Durability::Full,
-            crate::config::DurabilityArg::Relaxed => crate::store::Durability::Relaxed,
-        },
+        durability,
         quick: args.quick,
         json: args.json,
         postgres_url,

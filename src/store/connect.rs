@@ -40,6 +40,16 @@ pub enum Durability {
     Relaxed,
 }
 
+impl Durability {
+    /// As `--durability` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Relaxed => "relaxed",
+        }
+    }
+}
+
 /// Prepared statements kept per connection. Batched statements differ by
 /// their row count, and a cached 1000-row INSERT is a large program: the
 /// default of 100 let a busy SQLite connection pool grow by hundreds of MiB.
