@@ -30,8 +30,13 @@ const MAX_BATCH_DELIVERIES: usize = 5_000;
 /// transaction (and an fsync) of its own, and the next publish would queue
 /// behind it for SQLite's single writer; this way it carries them. Under
 /// load, results find publishes waiting and never linger.
+///
+/// 10 ms covers the gap between publishes down to about 100 events/s: at
+/// 250 events/s, 2 ms left 1.44 commits per event and 10 ms leaves 1.05
+/// (docs/BENCHMARKS.md). The cost is that a result reaches the store, and
+/// the watch streams, up to 10 ms later when nothing else is being written.
 const LINGER_BELOW: usize = 32;
-const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub(super) struct CommitRequest {
     pub(super) records: Vec<PublishRecord>,
