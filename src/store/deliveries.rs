@@ -316,8 +316,12 @@ impl Store {
             // write lock is taken, and the whole transaction goes in one trip.
             let outcomes = vec![Published::Stored; records.len()];
             let statements = write_statements(backend, records, &outcomes, results, &health);
-            let _write = self.write_lock().await;
-            let returned = rows::transact_sqlite(&self.db, statements).await?;
+            let mut write = self.write_lock().await;
+            // Held on SQLite, which this branch is.
+            let conn = write.connection().ok_or_else(|| {
+                StoreError::Database(sea_orm::DbErr::Custom("no write connection".into()))
+            })?;
+            let returned = rows::transact_sqlite(&self.db, conn, statements).await?;
             (outcomes, returned)
         } else {
             // A keyed publish must read first: its statements wait for that.

@@ -105,8 +105,10 @@ pub struct Store {
     db: DatabaseConnection,
     /// SQLite has one writer at a time, and its busy handler waits by
     /// sleeping (up to 100 ms a try): writers queue here instead, so commits
-    /// follow each other without gaps. `None` on PostgreSQL.
-    writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// follow each other without gaps. The lock also holds the delivery
+    /// path's own connection (see [`rows::transact_sqlite`]). `None` on
+    /// PostgreSQL.
+    writes: Option<std::sync::Arc<tokio::sync::Mutex<rows::WriteConnection>>>,
     /// Bumped after every write through this handle: watchers in this
     /// process look at the change logs at once instead of at their next
     /// poll.
@@ -115,8 +117,15 @@ pub struct Store {
 
 /// Held for the length of a write; tells watchers when it ends.
 struct WriteGuard<'a> {
-    _lock: Option<tokio::sync::MutexGuard<'a, ()>>,
+    lock: Option<tokio::sync::MutexGuard<'a, rows::WriteConnection>>,
     written: &'a tokio::sync::watch::Sender<u64>,
+}
+
+impl WriteGuard<'_> {
+    /// The delivery path's connection; `None` on PostgreSQL.
+    fn connection(&mut self) -> Option<&mut rows::WriteConnection> {
+        self.lock.as_deref_mut()
+    }
 }
 
 impl Drop for WriteGuard<'_> {
@@ -145,7 +154,7 @@ impl Store {
     /// Held for the length of every write on SQLite (see `writes`).
     async fn write_lock(&self) -> WriteGuard<'_> {
         WriteGuard {
-            _lock: match &self.writes {
+            lock: match &self.writes {
                 Some(writes) => Some(writes.lock().await),
                 None => None,
             },
@@ -206,6 +215,16 @@ impl Store {
     }
 
     pub async fn close(self) -> Result<(), StoreError> {
+        // The write connection first: SQLite's last connection to close
+        // checkpoints the WAL and removes it, and that is the pool's.
+        if let Some(writes) = &self.writes
+            && let Some(conn) = writes.lock().await.take()
+        {
+            use sea_orm::sqlx::Connection;
+            conn.close()
+                .await
+                .map_err(|e| sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?;
+        }
         Ok(self.db.close().await?)
     }
 }

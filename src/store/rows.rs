@@ -218,24 +218,37 @@ pub(super) fn chain(backend: DbBackend, statements: Vec<Statement>) -> Vec<State
 /// sizes combine), so they stay in the connection's statement cache.
 const ONE_TRIP_VALUES: usize = 1024;
 
-/// Runs `statements` as one SQLite transaction and returns the rows they
-/// return. A small transaction goes to the connection's worker thread in a
-/// single round trip: `BEGIN IMMEDIATE`, the statements and `COMMIT` as one
-/// text (SeaORM's transactions take three, BEGIN and COMMIT each its own,
-/// and on a loaded machine every trip is a thread wake-up or two on the
-/// publish's path). A large one goes statement by statement, so that each
-/// text is one of the few fixed ones and is never prepared again. The
-/// caller holds the write lock.
+/// The connection the delivery path writes through on SQLite, kept between
+/// transactions under the store's write lock; `None` until the first write,
+/// and again after a write fails.
+///
+/// It is taken out of the pool for good. A pooled connection pays on every
+/// release for a ping to its worker thread (sqlx checks each connection it
+/// takes back), a round trip and two thread wake-ups per transaction; and
+/// the pool hands its connections out in turn, so each found its page cache
+/// out of date after the others' commits and read its pages again.
+pub(super) type WriteConnection = Option<sea_orm::sqlx::SqliteConnection>;
+
+/// Runs `statements` as one SQLite transaction on the write connection
+/// `slot` and returns the rows they return. A small transaction goes to the
+/// connection's worker thread in a single round trip: `BEGIN IMMEDIATE`,
+/// the statements and `COMMIT` as one text (SeaORM's transactions take
+/// three, BEGIN and COMMIT each its own, and on a loaded machine every trip
+/// is a thread wake-up or two on the publish's path). A large one goes
+/// statement by statement, so that each text is one of the few fixed ones
+/// and is never prepared again. The caller holds the write lock.
 ///
 /// On any error the transaction is rolled back and the connection closed
-/// rather than put back in the pool, where it might still be inside the
-/// transaction; the same if this future is dropped before the text has run.
-/// Errors here are rare, and a new connection is cheap.
+/// rather than kept, as it might still be inside the transaction; the same
+/// if this future is dropped before the text has run. The next write opens
+/// a new one. Errors here are rare, and a new connection is cheap.
 pub(super) async fn transact_sqlite(
     db: &DatabaseConnection,
+    slot: &mut WriteConnection,
     statements: Vec<Statement>,
 ) -> Result<Vec<QueryResult>, DbErr> {
     use sea_orm::RuntimeErr;
+    use sea_orm::sqlx;
     let values: usize = statements
         .iter()
         .map(|s| s.values.as_ref().map_or(0, |v| v.0.len()))
@@ -251,34 +264,35 @@ pub(super) async fn transact_sqlite(
     } else {
         all
     };
-    let mut guard = CloseUnlessDone(None);
-    let conn = guard.0.insert(
-        db.get_sqlite_connection_pool()
+    // Out of the slot while in use: dropped (and so closed) unless put back.
+    let mut conn = match slot.take() {
+        Some(conn) => conn,
+        None => db
+            .get_sqlite_connection_pool()
             .acquire()
             .await
-            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?,
-    );
+            .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?
+            .detach(),
+    };
     let mut returned = Vec::new();
     for trip in trips {
-        match run(conn, trip).await {
+        match run(&mut conn, trip).await {
             Ok(rows) => returned.extend(rows),
             Err(e) => {
-                use sea_orm::sqlx;
                 let _ = sqlx::raw_sql(sqlx::AssertSqlSafe("ROLLBACK"))
-                    .execute(&mut **conn)
+                    .execute(&mut conn)
                     .await;
                 return Err(DbErr::Query(RuntimeErr::SqlxError(e.into())));
             }
         }
     }
-    // Done: back to the pool.
-    guard.0.take();
+    *slot = Some(conn);
     Ok(returned)
 }
 
 /// One text on `conn`, its values bound in order.
 async fn run(
-    conn: &mut sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>,
+    conn: &mut sea_orm::sqlx::SqliteConnection,
     statement: Statement,
 ) -> Result<Vec<QueryResult>, sea_orm::sqlx::Error> {
     use sea_orm::sqlx;
@@ -287,19 +301,8 @@ async fn run(
         sqlx::AssertSqlSafe(statement.sql),
         sea_query_sqlx::SqlxValues(values),
     );
-    let rows = query.fetch_all(&mut **conn).await?;
+    let rows = query.fetch_all(conn).await?;
     Ok(rows.into_iter().map(QueryResult::from).collect())
-}
-
-/// A pooled connection that is closed when dropped, unless taken out first.
-struct CloseUnlessDone(Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>>);
-
-impl Drop for CloseUnlessDone {
-    fn drop(&mut self) {
-        if let Some(conn) = &mut self.0 {
-            conn.close_on_drop();
-        }
-    }
 }
 
 #[cfg(test)]
