@@ -448,3 +448,47 @@ async fn sqlite_one_trip_transaction_dropped_part_way_leaves_no_connection_in_it
     }
     assert_every_connection_writes(&store).await;
 }
+
+/// vendor/sqlx-sqlite holds a statement's result back until the next row
+/// or the end of the text: the results still come in the text's order,
+/// rows as they are read, and those before an error come before it.
+#[tokio::test]
+async fn sqlite_texts_of_many_statements_keep_their_results_in_order() {
+    use sea_orm::sqlx::{self, Either, Row};
+    use tokio_stream::StreamExt;
+    let (_dir, store) = sqlite_store(Durability::Full).await;
+    let mut conn = store
+        .db
+        .get_sqlite_connection_pool()
+        .acquire()
+        .await
+        .unwrap();
+    // What a text yields, in order, up to its first error.
+    let mut run = async |text: &'static str| {
+        let mut seen = Vec::new();
+        let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(text)).fetch_many(&mut *conn);
+        while let Some(item) = results.next().await {
+            seen.push(match item {
+                Ok(Either::Left(_)) => "done".to_owned(),
+                Ok(Either::Right(row)) => format!("row {}", row.get::<i64, _>(0)),
+                Err(_) => "error".to_owned(),
+            });
+        }
+        seen
+    };
+    assert_eq!(
+        run(
+            "CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2); \
+             SELECT n FROM t ORDER BY n; INSERT INTO t VALUES (3); SELECT count(*) FROM t"
+        )
+        .await,
+        [
+            "done", "done", "row 1", "row 2", "done", "done", "row 3", "done"
+        ]
+    );
+    assert_eq!(
+        run("INSERT INTO t VALUES (4); INSERT INTO t VALUES (5); INSERT INTO nowhere VALUES (1)")
+            .await,
+        ["done", "done", "error"]
+    );
+}
