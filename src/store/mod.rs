@@ -217,13 +217,8 @@ impl Store {
     pub async fn close(self) -> Result<(), StoreError> {
         // The write connection first: SQLite's last connection to close
         // checkpoints the WAL and removes it, and that is the pool's.
-        if let Some(writes) = &self.writes
-            && let Some(conn) = writes.lock().await.take()
-        {
-            use sea_orm::sqlx::Connection;
-            conn.close()
-                .await
-                .map_err(|e| sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?;
+        if let Some(writes) = &self.writes {
+            rows::close_sqlite(&mut *writes.lock().await).await?;
         }
         Ok(self.db.close().await?)
     }

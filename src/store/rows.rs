@@ -290,6 +290,18 @@ pub(super) async fn transact_sqlite(
     Ok(returned)
 }
 
+/// Closes the write connection `slot` holds, if any.
+pub(super) async fn close_sqlite(slot: &mut WriteConnection) -> Result<(), DbErr> {
+    use sea_orm::sqlx::Connection;
+    match slot.take() {
+        Some(conn) => conn
+            .close()
+            .await
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))),
+        None => Ok(()),
+    }
+}
+
 /// One text on `conn`, its values bound in order.
 async fn run(
     conn: &mut sea_orm::sqlx::SqliteConnection,
