@@ -316,12 +316,7 @@ impl Store {
             // write lock is taken, and the whole transaction goes in one trip.
             let outcomes = vec![Published::Stored; records.len()];
             let statements = write_statements(backend, records, &outcomes, results, &health);
-            let mut write = self.write_lock().await;
-            // Held on SQLite, which this branch is.
-            let conn = write.connection().ok_or_else(|| {
-                StoreError::Database(sea_orm::DbErr::Custom("no write connection".into()))
-            })?;
-            let returned = rows::transact_sqlite(&self.db, conn, statements).await?;
+            let returned = self.transact_sqlite(statements).await?;
             (outcomes, returned)
         } else {
             // A keyed publish must read first: its statements wait for that.

@@ -162,6 +162,21 @@ impl Store {
         }
     }
 
+    /// Runs `statements` as one transaction on SQLite's write connection,
+    /// under the write lock (see [`rows::transact_sqlite`]).
+    async fn transact_sqlite(
+        &self,
+        statements: Vec<Statement>,
+    ) -> Result<Vec<sea_orm::QueryResult>, StoreError> {
+        let mut write = self.write_lock().await;
+        let conn = write.connection().ok_or_else(|| {
+            StoreError::Database(sea_orm::DbErr::Custom(
+                "no write connection: not SQLite".into(),
+            ))
+        })?;
+        Ok(rows::transact_sqlite(&self.db, conn, statements).await?)
+    }
+
     /// Changes whenever a write through this handle (any clone of it) ends.
     pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.written.subscribe()

@@ -258,7 +258,7 @@ async fn sqlite_bound_rows_write_only_real_rows_and_settle_by_key() {
     let columns = [("id", Field::Text), ("n", Field::Integer)];
     let statements = rows::insert(backend, "t", &columns, vec![("a", 1), ("b", 3), ("c", 5)]);
     assert_eq!(statements.len(), 1, "one statement of four rows");
-    transact(&store, statements).await.unwrap();
+    store.transact_sqlite(statements).await.unwrap();
     assert_eq!(
         text_column(&store, "SELECT group_concat(id || n) FROM t").await,
         ["a1,b3,c5"]
@@ -353,17 +353,6 @@ fn broken_write() -> Vec<Statement> {
     ]
 }
 
-/// `statements` as the delivery path writes them: under the write lock, on
-/// the write connection.
-async fn transact(
-    store: &Store,
-    statements: Vec<Statement>,
-) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
-    let mut write = store.write_lock().await;
-    let conn = write.connection().expect("SQLite has a write connection");
-    super::rows::transact_sqlite(&store.db, conn, statements).await
-}
-
 /// Writes on the write connection, then through every connection of the
 /// pool: all of them land only if no connection was left inside a
 /// transaction (one would hold SQLite's write lock, and the others would
@@ -371,7 +360,7 @@ async fn transact(
 async fn assert_every_connection_writes(store: &Store) {
     let ids: Vec<String> = (0..12).map(|n| format!("n{n:02}")).collect();
     for id in &ids[..6] {
-        transact(store, vec![insert_node(id)]).await.unwrap();
+        store.transact_sqlite(vec![insert_node(id)]).await.unwrap();
     }
     for id in &ids[6..] {
         store.db.execute_raw(insert_node(id)).await.unwrap();
@@ -389,20 +378,20 @@ async fn sqlite_write_connection_is_kept_until_a_write_fails() {
     let (_dir, store) = sqlite_store(Durability::Full).await;
     let kept = || async { store.write_lock().await.connection().unwrap().is_some() };
     assert!(!kept().await, "none before the first write");
-    transact(&store, vec![insert_node("a")]).await.unwrap();
+    store.transact_sqlite(vec![insert_node("a")]).await.unwrap();
     assert!(kept().await);
     let pool = store.db.get_sqlite_connection_pool();
     let in_pool = pool.size();
-    transact(&store, vec![insert_node("b")]).await.unwrap();
+    store.transact_sqlite(vec![insert_node("b")]).await.unwrap();
     assert!(kept().await);
     assert_eq!(
         pool.size(),
         in_pool,
         "no connection taken from the pool again"
     );
-    assert!(transact(&store, broken_write()).await.is_err());
+    assert!(store.transact_sqlite(broken_write()).await.is_err());
     assert!(!kept().await, "closed after a failed write");
-    transact(&store, vec![insert_node("c")]).await.unwrap();
+    store.transact_sqlite(vec![insert_node("c")]).await.unwrap();
     assert_eq!(
         text_column(&store, "SELECT id FROM nodes ORDER BY id").await,
         ["a", "b", "c"]
@@ -414,7 +403,7 @@ async fn sqlite_write_connection_is_kept_until_a_write_fails() {
 #[tokio::test]
 async fn sqlite_close_leaves_no_wal() {
     let (dir, store) = sqlite_store(Durability::Full).await;
-    transact(&store, vec![insert_node("a")]).await.unwrap();
+    store.transact_sqlite(vec![insert_node("a")]).await.unwrap();
     let wal = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(Result::ok)
@@ -430,7 +419,7 @@ async fn sqlite_close_leaves_no_wal() {
 #[tokio::test]
 async fn sqlite_one_trip_transaction_fails_whole_and_leaves_no_connection_in_it() {
     let (_dir, store) = sqlite_store(Durability::Full).await;
-    let failed = transact(&store, broken_write()).await;
+    let failed = store.transact_sqlite(broken_write()).await;
     assert!(failed.is_err());
     assert!(text_column(&store, "SELECT id FROM nodes").await.is_empty());
     assert_every_connection_writes(&store).await;
@@ -442,7 +431,7 @@ async fn sqlite_one_trip_transaction_fails_whole_and_leaves_no_connection_in_it(
 async fn sqlite_one_trip_transaction_dropped_part_way_leaves_no_connection_in_it() {
     let (_dir, store) = sqlite_store(Durability::Full).await;
     for _ in 0..4 {
-        let write = transact(&store, broken_write());
+        let write = store.transact_sqlite(broken_write());
         // Polled until it waits for the worker, then dropped.
         let _ = tokio::time::timeout(std::time::Duration::ZERO, write).await;
     }
