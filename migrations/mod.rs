@@ -18,6 +18,7 @@ mod m20261123_000010_drop_lease_owner_index;
 mod m20261123_000011_partial_delivery_indexes;
 mod m20261123_000012_change_log_hash_join;
 mod m20261123_000013_postgres_delivery_path_foreign_keys;
+mod m20261207_000014_sqlite_change_log_without_project_index;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000011_partial_delivery_indexes::Migration),
             Box::new(m20261123_000012_change_log_hash_join::Migration),
             Box::new(m20261123_000013_postgres_delivery_path_foreign_keys::Migration),
+            Box::new(m20261207_000014_sqlite_change_log_without_project_index::Migration),
         ]
     }
 }

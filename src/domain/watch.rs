@@ -43,6 +43,43 @@ impl std::fmt::Display for Cursor {
     }
 }
 
+/// One read of a log after a cursor: what it found, oldest first, and how
+/// far it looked. `through` is at or past the last item's cursor: the rows
+/// between matched nothing, so the next read starts after them. `more` says
+/// the read stopped short of the log's end (a full page, or the end of the
+/// window it may scan), so the next read can follow at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage<T> {
+    pub items: Vec<T>,
+    pub through: Cursor,
+    pub more: bool,
+}
+
+impl<T> LogPage<T> {
+    /// A read after `after` that looked no further than its last item (or
+    /// found none): it may have more when it filled its `limit`.
+    pub fn to_last(
+        items: Vec<T>,
+        after: Cursor,
+        limit: u32,
+        cursor: impl Fn(&T) -> Cursor,
+    ) -> Self {
+        Self {
+            through: items.last().map_or(after, cursor),
+            more: items.len() >= limit as usize,
+            items,
+        }
+    }
+
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> LogPage<U> {
+        LogPage {
+            items: self.items.into_iter().map(f).collect(),
+            through: self.through,
+            more: self.more,
+        }
+    }
+}
+
 /// One status change of a delivery, as committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryChange {

@@ -144,16 +144,16 @@ impl EventService for EventApi {
             move |store, of, cursor, limit| {
                 let filter = filter.clone();
                 async move {
-                    let changes = store
+                    let page = store
                         .delivery_changes(&of, cursor, &filter, limit)
                         .await
                         .map_err(ApiError::from_store("change log"))?;
                     // A subscriber far enough behind may find its next
                     // changes pruned under it: it must hear so, not skip
                     // them. Checked after the read, so a prune during it
-                    // counts too, and only when it found something (an
-                    // empty read skipped nothing yet).
-                    if !changes.is_empty() {
+                    // counts too, and only when the read moved past
+                    // something (one that did not skipped nothing yet).
+                    if page.through > cursor {
                         let pruned = store
                             .delivery_changes_pruned_through()
                             .await
@@ -166,10 +166,7 @@ impl EventService for EventApi {
                             ));
                         }
                     }
-                    Ok(changes
-                        .iter()
-                        .map(|c| (c.cursor, change_to_pb(c)))
-                        .collect())
+                    Ok(page.map(|c| (c.cursor, change_to_pb(&c))))
                 }
             },
         )?;

@@ -26,6 +26,7 @@ use crate::domain::page::PageSize;
 use crate::domain::retry::RetryPolicy;
 use crate::domain::secret::Secret;
 use crate::domain::time::Clock;
+use crate::domain::watch::LogPage;
 use crate::store::Store;
 
 pub struct ProjectApi {
@@ -348,10 +349,8 @@ impl MetaEventService for ProjectApi {
                         .meta_events_after(&of, cursor, &types, limit)
                         .await
                         .map_err(ApiError::from_store("meta event"))?;
-                    Ok(events
-                        .iter()
-                        .map(|e| (e.cursor, meta_event_to_pb(e)))
-                        .collect())
+                    let page = LogPage::to_last(events, cursor, limit, |e| e.cursor);
+                    Ok(page.map(|e| (e.cursor, meta_event_to_pb(&e))))
                 }
             },
         )?;

@@ -23,7 +23,7 @@ use tonic::metadata::MetadataMap;
 
 use super::ApiError;
 use crate::domain::ids::ProjectId;
-use crate::domain::watch::Cursor;
+use crate::domain::watch::{Cursor, LogPage};
 use crate::store::Store;
 
 /// How streams behave; the defaults suit a server behind proxies.
@@ -78,7 +78,8 @@ type ReadPage<T> = Box<
     dyn FnMut(
             Cursor,
             u32,
-        ) -> Pin<Box<dyn Future<Output = Result<Vec<(Cursor, T)>, ApiError>> + Send>>
+        )
+            -> Pin<Box<dyn Future<Output = Result<LogPage<(Cursor, T)>, ApiError>> + Send>>
         + Send,
 >;
 
@@ -131,7 +132,7 @@ impl Watches {
     ) -> Result<WatchStream<T>, ApiError>
     where
         T: Send + 'static,
-        Fut: Future<Output = Result<Vec<(Cursor, T)>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<LogPage<(Cursor, T)>, ApiError>> + Send + 'static,
     {
         let (reader, of) = (store.clone(), project.clone());
         self.open(Tail {
@@ -246,8 +247,7 @@ async fn run<T: Send + 'static>(
                 });
             }
         };
-        let full = page.len() >= config.page as usize;
-        for (at, message) in page {
+        for (at, message) in page.items {
             tokio::select! {
                 sent = tx.send_timeout(Ok(message), config.slow_after) => match sent {
                     Ok(()) => cursor = at,
@@ -264,7 +264,9 @@ async fn run<T: Send + 'static>(
                 () = inner.stop.cancelled() => return Some(shutting_down()),
             }
         }
-        if full {
+        // Past the rows the read looked at and matched nothing, too.
+        cursor = cursor.max(page.through);
+        if page.more {
             continue;
         }
         tokio::select! {

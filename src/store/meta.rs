@@ -12,7 +12,9 @@ use super::deliveries::attempt_from_row;
 use super::entities::{
     delivery, delivery_attempt, delivery_change, meta_event, meta_event_attempt, project,
 };
-use super::watch::{advance_position, after, position_in, settled};
+use super::watch::{
+    advance_position, after, change_scan_bound, in_log_order, position_in, settled,
+};
 use super::{Store, StoreError};
 use crate::domain::delivery::{AttemptError, DeliveryStatus, ErrorClass};
 use crate::domain::fields::EndpointUrl;
@@ -24,7 +26,7 @@ use crate::domain::meta::{
 use crate::domain::retry::RetryPolicy;
 use crate::domain::secret::Secret;
 use crate::domain::time::Timestamp;
-use crate::domain::watch::Cursor;
+use crate::domain::watch::{Cursor, LogPage};
 
 /// Delivery changes forwarded per project per pass, at most.
 const FORWARD_BATCH: u64 = 500;
@@ -97,9 +99,9 @@ impl Store {
         for project in self.meta_enabled_projects().await? {
             loop {
                 match self.forward_project(&project, now).await {
-                    Ok((recorded, scanned)) => {
+                    Ok((recorded, more)) => {
                         total += recorded;
-                        if scanned < FORWARD_BATCH as usize {
+                        if !more {
                             break;
                         }
                     }
@@ -114,16 +116,20 @@ impl Store {
         Ok(total)
     }
 
-    /// One batch of one project: (meta events recorded, changes scanned).
+    /// One batch of one project: (meta events recorded, whether the log
+    /// may hold more after it). On SQLite a batch looks through a window of
+    /// the log (see [`change_scan_bound`]), and the position moves past the
+    /// changes of other projects in it even when none are the project's.
     async fn forward_project(
         &self,
         project: &ProjectId,
         now: Timestamp,
-    ) -> Result<(usize, usize), StoreError> {
+    ) -> Result<(usize, bool), StoreError> {
         let backend = self.db.get_database_backend();
         // Most passes find nothing new: look before taking the write lock.
         let from = self.position(&forwarded(project)).await?;
-        let anything = delivery_change::Entity::find()
+        let bound = change_scan_bound(&self.db, from).await?;
+        let mut anything = delivery_change::Entity::find()
             .select_only()
             .column(delivery_change::Column::Seq)
             .filter(delivery_change::Column::ProjectId.eq(project.as_str()))
@@ -133,12 +139,13 @@ impl Store {
                 delivery_change::Column::Seq,
                 from,
             ))
-            .filter(settled(backend))
-            .into_tuple::<i64>()
-            .one(&self.db)
-            .await?;
-        if anything.is_none() {
-            return Ok((0, 0));
+            .filter(settled(backend));
+        if let Some(bound) = bound {
+            anything = anything.filter(delivery_change::Column::Seq.lte(bound.through.seq));
+        }
+        let anything = anything.into_tuple::<i64>().one(&self.db).await?;
+        if anything.is_none() && bound.is_none_or(|b| b.through <= from) {
+            return Ok((0, false));
         }
         let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
@@ -154,28 +161,41 @@ impl Store {
                 .transpose()?
                 .unwrap_or(false);
             if !locked {
-                return Ok((0, 0));
+                return Ok((0, false));
             }
         }
         let settings = read_settings(&txn, project).await?;
         let from = position_in(&txn, &forwarded(project)).await?;
+        let bound = change_scan_bound(&txn, from).await?;
         use delivery_change::Column;
-        let rows = delivery_change::Entity::find()
-            .filter(Column::ProjectId.eq(project.as_str()))
-            .filter(after(backend, Column::Txid, Column::Seq, from))
-            .filter(settled(backend))
-            .order_by_asc(Column::Txid)
-            .order_by_asc(Column::Seq)
-            .limit(FORWARD_BATCH)
-            .all(&txn)
-            .await?;
-        let Some(last) = rows.last() else {
-            return Ok((0, 0));
-        };
-        let through = Cursor {
-            txid: last.txid,
-            seq: last.seq,
-        };
+        let mut condition = Condition::all()
+            .add(Column::ProjectId.eq(project.as_str()))
+            .add(after(backend, Column::Txid, Column::Seq, from))
+            .add(settled(backend));
+        if let Some(bound) = bound {
+            condition = condition.add(Column::Seq.lte(bound.through.seq));
+        }
+        let rows = in_log_order(
+            delivery_change::Entity::find().filter(condition),
+            backend,
+            Column::Txid,
+            Column::Seq,
+        )
+        .limit(FORWARD_BATCH)
+        .all(&txn)
+        .await?;
+        let mut page = LogPage::to_last(rows, from, FORWARD_BATCH as u32, |row| Cursor {
+            txid: row.txid,
+            seq: row.seq,
+        });
+        if let Some(bound) = bound.filter(|_| !page.more) {
+            page.through = bound.through;
+            page.more = bound.short;
+        }
+        if page.through <= from {
+            return Ok((0, false));
+        }
+        let rows = &page.items;
         let outcomes: Vec<(MetaEventType, &delivery_change::Model)> = rows
             .iter()
             .filter_map(|row| {
@@ -241,9 +261,9 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        advance_position(&txn, &forwarded(project), through).await?;
+        advance_position(&txn, &forwarded(project), page.through).await?;
         txn.commit().await?;
-        Ok((recorded, rows.len()))
+        Ok((recorded, page.more))
     }
 
     /// The projects that record meta events.

@@ -481,3 +481,212 @@ async fn sqlite_texts_of_many_statements_keep_their_results_in_order() {
         ["done", "done", "error"]
     );
 }
+
+/// One delivery, held by `node`, of a new event of `project`.
+fn held_delivery(
+    project: &crate::domain::ids::ProjectId,
+    endpoint: &crate::domain::ids::EndpointId,
+    node: &crate::domain::ids::NodeId,
+    now: crate::domain::time::Timestamp,
+) -> super::PublishRecord {
+    use crate::domain::delivery::DeliveryStatus;
+    use crate::domain::event::{Event, Payload};
+    use crate::domain::fields::{CustomHeaders, EventType};
+    use crate::domain::ids::{DeliveryId, EventId};
+    super::PublishRecord {
+        event: std::sync::Arc::new(Event {
+            id: EventId::from_uuid(uuid::Uuid::now_v7()),
+            project_id: project.clone(),
+            event_type: EventType::parse("quiet.test").unwrap(),
+            payload: Payload::parse("{}", 1024).unwrap(),
+            custom_headers: CustomHeaders::default(),
+            idempotency_key: None,
+            created_at: now,
+        }),
+        deliveries: vec![super::NewDelivery {
+            id: DeliveryId::from_uuid(uuid::Uuid::now_v7()),
+            endpoint_id: endpoint.clone(),
+            status: DeliveryStatus::Processing,
+            lease_owner: Some(node.clone()),
+            description: String::new(),
+        }],
+    }
+}
+
+/// A project whose changes sit behind tens of thousands of another
+/// project's: its watchers and its meta-event forwarding still find every
+/// one of its changes, in order, and (on SQLite, where the change log has no
+/// per-project index) each read looks through a bounded window and moves
+/// past what matched nothing, instead of reading from the same place again.
+#[tokio::test]
+async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
+    use crate::domain::delivery::DeliveryStatus;
+    use crate::domain::endpoint::{Endpoint, EndpointSpec};
+    use crate::domain::fields::{EndpointName, EndpointUrl};
+    use crate::domain::ids::{EndpointId, NodeId};
+    use crate::domain::meta::{MetaEventType, MetaSettings};
+    use crate::domain::secret::Secret;
+    use crate::domain::time::Timestamp;
+    use crate::domain::watch::{Cursor, WatchFilter};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = DatabaseTarget::Sqlite {
+        path: dir.path().join("hookd.db"),
+        durability: Durability::Relaxed,
+    };
+    for target in std::iter::once(sqlite).chain(postgres_target()) {
+        let store = Store::connect(&target).await.unwrap();
+        store.migrate().await.unwrap();
+        let is_sqlite = matches!(target, DatabaseTarget::Sqlite { .. });
+        let now = Timestamp::from_unix_micros(1_700_000_000_000_000);
+        let node = NodeId::from_uuid(uuid::Uuid::now_v7());
+        store.heartbeat(&node, now).await.unwrap();
+        let secret = Secret::parse("whsec_abcdefghijklmnopqrstuvwxyz012345").unwrap();
+        let mut projects = Vec::new();
+        for name in ["quiet", "busy"] {
+            let (project, _) =
+                crate::cli::project::create(&store, ProjectName::parse(name).unwrap())
+                    .await
+                    .unwrap();
+            let endpoint = Endpoint::new(
+                EndpointId::from_uuid(uuid::Uuid::now_v7()),
+                project.clone(),
+                EndpointSpec::new(
+                    EndpointName::parse(name).unwrap(),
+                    EndpointUrl::parse("http://127.0.0.1:9/hook").unwrap(),
+                ),
+                now,
+            );
+            store.insert_endpoint(&endpoint, &secret).await.unwrap();
+            projects.push((project, endpoint.id));
+        }
+        let [(quiet, quiet_endpoint), (busy, busy_endpoint)] = &projects[..] else {
+            unreachable!()
+        };
+        store
+            .set_meta_settings(
+                quiet,
+                &MetaSettings {
+                    enabled: true,
+                    url: None,
+                    secret: None,
+                    types: vec![MetaEventType::DeliveryFailed],
+                },
+                now,
+            )
+            .await
+            .unwrap();
+
+        let publish = |records: Vec<super::PublishRecord>| {
+            let store = store.clone();
+            async move {
+                let refs: Vec<&super::PublishRecord> = records.iter().collect();
+                store.write(&refs, now, None).await.unwrap();
+                records
+            }
+        };
+        let first = publish(vec![held_delivery(quiet, quiet_endpoint, &node, now)]).await;
+        // More than twice as many of the busy project's changes as one
+        // SQLite read looks through.
+        for _ in 0..9 {
+            publish(
+                (0..5_000)
+                    .map(|_| held_delivery(busy, busy_endpoint, &node, now))
+                    .collect(),
+            )
+            .await;
+        }
+        let second = publish(vec![held_delivery(quiet, quiet_endpoint, &node, now)]).await;
+        // The second delivery is given up: a FAILED meta event for it.
+        let discard = [super::DeliveryResult::Discarded {
+            delivery_id: second[0].deliveries[0].id.clone(),
+            description: "given up".into(),
+        }];
+        store
+            .write(
+                &[],
+                now,
+                Some(&super::ResultBatch {
+                    me: &node,
+                    results: &discard,
+                    now,
+                    breaker_failures: 50,
+                }),
+            )
+            .await
+            .unwrap();
+
+        let mut seen = Vec::new();
+        let (mut cursor, mut reads, mut empty_reads_that_moved) = (Cursor::START, 0, 0);
+        loop {
+            let page = store
+                .delivery_changes(quiet, cursor, &WatchFilter::default(), 100)
+                .await
+                .unwrap();
+            reads += 1;
+            assert!(page.through >= cursor, "a read never moves back");
+            if let Some(last) = page.items.last() {
+                assert!(page.through >= last.cursor);
+            } else if page.through > cursor {
+                empty_reads_that_moved += 1;
+            }
+            seen.extend(page.items.iter().map(|c| (c.delivery_id.clone(), c.status)));
+            cursor = page.through;
+            if !page.more {
+                break;
+            }
+        }
+        let expected = vec![
+            (
+                first[0].deliveries[0].id.clone(),
+                DeliveryStatus::Processing,
+            ),
+            (
+                second[0].deliveries[0].id.clone(),
+                DeliveryStatus::Processing,
+            ),
+            (
+                second[0].deliveries[0].id.clone(),
+                DeliveryStatus::Discarded,
+            ),
+        ];
+        assert_eq!(seen, expected, "{target:?}");
+        if is_sqlite {
+            assert!(reads > 1, "one read looked through the whole log");
+            assert!(
+                empty_reads_that_moved > 0,
+                "reads moved past the busy project"
+            );
+        }
+        // Nothing new: a read from where the last ended stays there.
+        let idle = store
+            .delivery_changes(quiet, cursor, &WatchFilter::default(), 100)
+            .await
+            .unwrap();
+        assert!(idle.items.is_empty() && !idle.more && idle.through == cursor);
+        // Watching from the head sees only what comes next.
+        let head = store.delivery_changes_head(quiet).await.unwrap();
+        assert!(head >= cursor);
+        let after_head = store
+            .delivery_changes(quiet, head, &WatchFilter::default(), 100)
+            .await
+            .unwrap();
+        assert!(after_head.items.is_empty());
+
+        let forwarded = store.forward_delivery_meta_events(now).await.unwrap();
+        assert_eq!(forwarded, 1, "{target:?}");
+        let meta = store
+            .meta_events_after(quiet, Cursor::START, &[], 100)
+            .await
+            .unwrap();
+        assert_eq!(meta.len(), 1);
+        assert_eq!(meta[0].event_type, MetaEventType::DeliveryFailed);
+        assert!(
+            meta[0]
+                .payload
+                .contains(second[0].deliveries[0].id.as_str())
+        );
+        assert_eq!(store.forward_delivery_meta_events(now).await.unwrap(), 0);
+        drop_schema(&store, &target).await;
+    }
+}

@@ -16,7 +16,7 @@ use crate::domain::delivery::DeliveryStatus;
 use crate::domain::fields::EventType;
 use crate::domain::ids::ProjectId;
 use crate::domain::time::Timestamp;
-use crate::domain::watch::{Cursor, DeliveryChange, WatchFilter};
+use crate::domain::watch::{Cursor, DeliveryChange, LogPage, WatchFilter};
 
 /// `log_positions` row: everything at or before it may have been pruned.
 const DELIVERY_CHANGES_PRUNED: &str = "delivery_changes.pruned";
@@ -60,26 +60,92 @@ pub(super) fn after(
     }
 }
 
+/// On SQLite, the most `seq`s one read of `delivery_changes` looks through.
+/// That log has no per-project index there (a rowid range is filtered by
+/// project), so this bounds a read's work however far behind its reader is.
+const SCAN_WINDOW: i64 = 20_000;
+
+/// How far one read of `delivery_changes` after a cursor may look, on
+/// SQLite: to `through`, which is short of the log's newest change when
+/// `short`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ScanBound {
+    pub(super) through: Cursor,
+    pub(super) short: bool,
+}
+
+/// The bound of a read after `cursor` through `db`; `None` on PostgreSQL,
+/// where the `(project_id, txid, seq)` index bounds a project's read.
+pub(super) async fn change_scan_bound(
+    db: &impl ConnectionTrait,
+    cursor: Cursor,
+) -> Result<Option<ScanBound>, StoreError> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        return Ok(None);
+    }
+    let newest = newest_change_seq(db).await?;
+    let end = Ord::max(
+        Ord::min(cursor.seq.saturating_add(SCAN_WINDOW), newest),
+        cursor.seq,
+    );
+    Ok(Some(ScanBound {
+        through: Cursor {
+            txid: cursor.txid,
+            seq: end,
+        },
+        short: end < newest,
+    }))
+}
+
+/// On SQLite, the newest `seq` in `delivery_changes` (its rowid: one probe),
+/// or 0.
+async fn newest_change_seq(db: &impl ConnectionTrait) -> Result<i64, StoreError> {
+    use delivery_change::Column;
+    let newest: Option<Option<i64>> = delivery_change::Entity::find()
+        .select_only()
+        .column_as(Column::Seq.max(), "newest")
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(newest.flatten().unwrap_or(0))
+}
+
+/// `select` in the log's commit order: `(txid, seq)` on PostgreSQL, `seq`
+/// (the rowid, so a scan needs no sort) on SQLite, where `txid` is 0.
+pub(super) fn in_log_order<E: EntityTrait>(
+    select: sea_orm::Select<E>,
+    backend: DbBackend,
+    txid: E::Column,
+    seq: E::Column,
+) -> sea_orm::Select<E> {
+    match backend {
+        DbBackend::Postgres => select.order_by_asc(txid).order_by_asc(seq),
+        _ => select.order_by_asc(seq),
+    }
+}
+
 impl Store {
     /// The project's delivery changes after `cursor`, oldest first, up to
-    /// `limit`, each with the attempt that caused it.
+    /// `limit`, each with the attempt that caused it. On SQLite one read
+    /// looks through at most `SCAN_WINDOW` changes of all projects, and the
+    /// page's `through` moves past those that matched nothing.
     pub async fn delivery_changes(
         &self,
         project: &ProjectId,
         cursor: Cursor,
         filter: &WatchFilter,
         limit: u32,
-    ) -> Result<Vec<DeliveryChange>, StoreError> {
+    ) -> Result<LogPage<DeliveryChange>, StoreError> {
         use delivery_change::Column;
+        let backend = self.db.get_database_backend();
+        let bound = change_scan_bound(&self.db, cursor).await?;
         let mut condition = Condition::all()
             .add(Column::ProjectId.eq(project.as_str()))
-            .add(after(
-                self.db.get_database_backend(),
-                Column::Txid,
-                Column::Seq,
-                cursor,
-            ))
-            .add(settled(self.db.get_database_backend()));
+            .add(after(backend, Column::Txid, Column::Seq, cursor))
+            .add(settled(backend));
+        if let Some(bound) = bound {
+            condition = condition.add(Column::Seq.lte(bound.through.seq));
+        }
         if !filter.endpoint_ids.is_empty() {
             condition = condition
                 .add(Column::EndpointId.is_in(filter.endpoint_ids.iter().map(|e| e.as_str())));
@@ -95,25 +161,33 @@ impl Store {
             condition =
                 condition.add(Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
         }
-        let rows = delivery_change::Entity::find()
-            .filter(condition)
-            .order_by_asc(Column::Txid)
-            .order_by_asc(Column::Seq)
-            .limit(u64::from(limit))
-            .all(&self.db)
-            .await?;
+        let rows = in_log_order(
+            delivery_change::Entity::find().filter(condition),
+            backend,
+            Column::Txid,
+            Column::Seq,
+        )
+        .limit(u64::from(limit))
+        .all(&self.db)
+        .await?;
 
-        let mut changes = rows
+        let changes = rows
             .into_iter()
             .map(change_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        let mut page = LogPage::to_last(changes, cursor, limit, |c| c.cursor);
+        if let Some(bound) = bound.filter(|_| !page.more) {
+            page.through = bound.through;
+            page.more = bound.short;
+        }
+        let changes = &mut page.items;
         let wanted: Vec<&str> = changes
             .iter()
             .filter(|c| DeliveryChange::caused_by_attempt(c.status, c.attempts))
             .map(|c| c.delivery_id.as_str())
             .collect();
         if wanted.is_empty() {
-            return Ok(changes);
+            return Ok(page);
         }
         // A live feed carries the attempt's outcome, not its headers and
         // body (ListDeliveryAttempts has those): less to read and to send.
@@ -145,18 +219,26 @@ impl Store {
             let attempt = attempt_from_row(row)?;
             attempts.insert((attempt.delivery_id.clone(), attempt.number), attempt);
         }
-        for change in &mut changes {
+        for change in changes.iter_mut() {
             if DeliveryChange::caused_by_attempt(change.status, change.attempts) {
                 change.attempt = attempts.remove(&(change.delivery_id.clone(), change.attempts));
             }
         }
-        Ok(changes)
+        Ok(page)
     }
 
-    /// The cursor of the project's newest delivery change: watching from it
-    /// yields only what happens from now on.
+    /// A cursor at or after the project's newest delivery change: watching
+    /// from it yields only what happens from now on. On SQLite, the newest
+    /// change of any project (one probe of the rowid; finding the project's
+    /// own would scan the log, which has no per-project index there).
     pub async fn delivery_changes_head(&self, project: &ProjectId) -> Result<Cursor, StoreError> {
         use delivery_change::Column;
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(Cursor {
+                txid: 0,
+                seq: newest_change_seq(&self.db).await?,
+            });
+        }
         self.head_of::<delivery_change::Entity>(
             project,
             [Column::ProjectId, Column::Txid, Column::Seq],
