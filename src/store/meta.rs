@@ -13,7 +13,8 @@ use super::entities::{
     delivery, delivery_attempt, delivery_change, meta_event, meta_event_attempt, project,
 };
 use super::watch::{
-    advance_position, after, change_scan_bound, in_log_order, position_in, settled,
+    advance_position, after, change_page, change_scan_bound, changes_after, in_log_order,
+    position_in, settled,
 };
 use super::{Store, StoreError};
 use crate::domain::delivery::{AttemptError, DeliveryStatus, ErrorClass};
@@ -26,7 +27,7 @@ use crate::domain::meta::{
 use crate::domain::retry::RetryPolicy;
 use crate::domain::secret::Secret;
 use crate::domain::time::Timestamp;
-use crate::domain::watch::{Cursor, LogPage};
+use crate::domain::watch::Cursor;
 
 /// Delivery changes forwarded per project per pass, at most.
 const FORWARD_BATCH: u64 = 500;
@@ -129,21 +130,13 @@ impl Store {
         // Most passes find nothing new: look before taking the write lock.
         let from = self.position(&forwarded(project)).await?;
         let bound = change_scan_bound(&self.db, from).await?;
-        let mut anything = delivery_change::Entity::find()
+        let anything = delivery_change::Entity::find()
             .select_only()
             .column(delivery_change::Column::Seq)
-            .filter(delivery_change::Column::ProjectId.eq(project.as_str()))
-            .filter(after(
-                backend,
-                delivery_change::Column::Txid,
-                delivery_change::Column::Seq,
-                from,
-            ))
-            .filter(settled(backend));
-        if let Some(bound) = bound {
-            anything = anything.filter(delivery_change::Column::Seq.lte(bound.through.seq));
-        }
-        let anything = anything.into_tuple::<i64>().one(&self.db).await?;
+            .filter(changes_after(backend, project, from, bound))
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await?;
         if anything.is_none() && bound.is_none_or(|b| b.through <= from) {
             return Ok((0, false));
         }
@@ -168,15 +161,8 @@ impl Store {
         let from = position_in(&txn, &forwarded(project)).await?;
         let bound = change_scan_bound(&txn, from).await?;
         use delivery_change::Column;
-        let mut condition = Condition::all()
-            .add(Column::ProjectId.eq(project.as_str()))
-            .add(after(backend, Column::Txid, Column::Seq, from))
-            .add(settled(backend));
-        if let Some(bound) = bound {
-            condition = condition.add(Column::Seq.lte(bound.through.seq));
-        }
         let rows = in_log_order(
-            delivery_change::Entity::find().filter(condition),
+            delivery_change::Entity::find().filter(changes_after(backend, project, from, bound)),
             backend,
             Column::Txid,
             Column::Seq,
@@ -184,14 +170,10 @@ impl Store {
         .limit(FORWARD_BATCH)
         .all(&txn)
         .await?;
-        let mut page = LogPage::to_last(rows, from, FORWARD_BATCH as u32, |row| Cursor {
+        let page = change_page(rows, from, FORWARD_BATCH as u32, bound, |row| Cursor {
             txid: row.txid,
             seq: row.seq,
         });
-        if let Some(bound) = bound.filter(|_| !page.more) {
-            page.through = bound.through;
-            page.more = bound.short;
-        }
         if page.through <= from {
             return Ok((0, false));
         }

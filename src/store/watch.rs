@@ -110,6 +110,42 @@ async fn newest_change_seq(db: &impl ConnectionTrait) -> Result<i64, StoreError>
     Ok(newest.flatten().unwrap_or(0))
 }
 
+/// `project`'s changes after `cursor`, as far as `bound` lets a read look.
+pub(super) fn changes_after(
+    backend: DbBackend,
+    project: &ProjectId,
+    cursor: Cursor,
+    bound: Option<ScanBound>,
+) -> Condition {
+    use delivery_change::Column;
+    let condition = Condition::all()
+        .add(Column::ProjectId.eq(project.as_str()))
+        .add(after(backend, Column::Txid, Column::Seq, cursor))
+        .add(settled(backend));
+    match bound {
+        Some(bound) => condition.add(Column::Seq.lte(bound.through.seq)),
+        None => condition,
+    }
+}
+
+/// What a read after `cursor` within `bound` that found `items` (up to
+/// `limit`) covered: past its last item to the bound's end when it found
+/// fewer than it could take.
+pub(super) fn change_page<T>(
+    items: Vec<T>,
+    cursor: Cursor,
+    limit: u32,
+    bound: Option<ScanBound>,
+    at: impl Fn(&T) -> Cursor,
+) -> LogPage<T> {
+    let mut page = LogPage::to_last(items, cursor, limit, at);
+    if let Some(bound) = bound.filter(|_| !page.more) {
+        page.through = bound.through;
+        page.more = bound.short;
+    }
+    page
+}
+
 /// `select` in the log's commit order: `(txid, seq)` on PostgreSQL, `seq`
 /// (the rowid, so a scan needs no sort) on SQLite, where `txid` is 0.
 pub(super) fn in_log_order<E: EntityTrait>(
@@ -139,13 +175,7 @@ impl Store {
         use delivery_change::Column;
         let backend = self.db.get_database_backend();
         let bound = change_scan_bound(&self.db, cursor).await?;
-        let mut condition = Condition::all()
-            .add(Column::ProjectId.eq(project.as_str()))
-            .add(after(backend, Column::Txid, Column::Seq, cursor))
-            .add(settled(backend));
-        if let Some(bound) = bound {
-            condition = condition.add(Column::Seq.lte(bound.through.seq));
-        }
+        let mut condition = changes_after(backend, project, cursor, bound);
         if !filter.endpoint_ids.is_empty() {
             condition = condition
                 .add(Column::EndpointId.is_in(filter.endpoint_ids.iter().map(|e| e.as_str())));
@@ -175,11 +205,7 @@ impl Store {
             .into_iter()
             .map(change_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut page = LogPage::to_last(changes, cursor, limit, |c| c.cursor);
-        if let Some(bound) = bound.filter(|_| !page.more) {
-            page.through = bound.through;
-            page.more = bound.short;
-        }
+        let mut page = change_page(changes, cursor, limit, bound, |c| c.cursor);
         let changes = &mut page.items;
         let wanted: Vec<&str> = changes
             .iter()
