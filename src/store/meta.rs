@@ -31,6 +31,11 @@ use crate::domain::watch::Cursor;
 
 /// Delivery changes forwarded per project per pass, at most.
 const FORWARD_BATCH: u64 = 500;
+/// On SQLite, how many other projects' changes the forwarder lets a
+/// project's position trail by before it commits the position past them
+/// (see `forward_project`). Fewer: more commits while others are busy;
+/// more: each pass re-reads more of the log, and pruning waits longer.
+pub(super) const SKIP_AFTER: i64 = 5_000;
 
 fn forwarded(project: &ProjectId) -> String {
     format!("meta.forwarded.{project}")
@@ -137,7 +142,11 @@ impl Store {
             .into_tuple::<i64>()
             .one(&self.db)
             .await?;
-        if anything.is_none() && bound.is_none_or(|b| b.through <= from) {
+        // With nothing of the project's to forward, the position moves past
+        // other projects' changes (a commit under the write lock) only once
+        // they add up to `SKIP_AFTER`: until then a pass re-reads them.
+        let skip = bound.is_some_and(|b| b.through.seq - from.seq >= SKIP_AFTER);
+        if anything.is_none() && !skip {
             return Ok((0, false));
         }
         let _write = self.write_lock().await;

@@ -687,6 +687,95 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
                 .contains(second[0].deliveries[0].id.as_str())
         );
         assert_eq!(store.forward_delivery_meta_events(now).await.unwrap(), 0);
+
+        // While other projects' changes since the quiet one's position are
+        // few, a pass commits nothing; once they add up, it moves past them.
+        let position = || async { store.oldest_forward_position().await.unwrap().unwrap() };
+        let forwarded_through = position().await;
+        let busy_changes = |n| {
+            (0..n)
+                .map(|_| held_delivery(busy, busy_endpoint, &node, now))
+                .collect()
+        };
+        publish(busy_changes(10)).await;
+        assert_eq!(store.forward_delivery_meta_events(now).await.unwrap(), 0);
+        assert_eq!(position().await, forwarded_through, "{target:?}");
+        publish(busy_changes(super::meta::SKIP_AFTER as usize)).await;
+        assert_eq!(store.forward_delivery_meta_events(now).await.unwrap(), 0);
+        if is_sqlite {
+            assert!(position().await.seq >= forwarded_through.seq + super::meta::SKIP_AFTER);
+        } else {
+            assert_eq!(position().await, forwarded_through);
+        }
+        drop_schema(&store, &target).await;
+    }
+}
+
+/// A stream started after the change log was pruned empty starts at or
+/// after the pruned position, so its first read finds what comes next
+/// instead of "fell behind the retained history".
+#[tokio::test]
+async fn watching_after_the_log_was_pruned_empty_starts_after_the_pruned_position() {
+    use crate::domain::endpoint::{Endpoint, EndpointSpec};
+    use crate::domain::fields::{EndpointName, EndpointUrl};
+    use crate::domain::ids::{EndpointId, NodeId};
+    use crate::domain::secret::Secret;
+    use crate::domain::time::Timestamp;
+    use crate::domain::watch::WatchFilter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = DatabaseTarget::Sqlite {
+        path: dir.path().join("hookd.db"),
+        durability: Durability::Relaxed,
+    };
+    for target in std::iter::once(sqlite).chain(postgres_target()) {
+        let store = Store::connect(&target).await.unwrap();
+        store.migrate().await.unwrap();
+        let now = Timestamp::from_unix_micros(1_700_000_000_000_000);
+        let node = NodeId::from_uuid(uuid::Uuid::now_v7());
+        store.heartbeat(&node, now).await.unwrap();
+        let (project, _) = crate::cli::project::create(&store, ProjectName::parse("p").unwrap())
+            .await
+            .unwrap();
+        let endpoint = Endpoint::new(
+            EndpointId::from_uuid(uuid::Uuid::now_v7()),
+            project.clone(),
+            EndpointSpec::new(
+                EndpointName::parse("e").unwrap(),
+                EndpointUrl::parse("http://127.0.0.1:9/hook").unwrap(),
+            ),
+            now,
+        );
+        let secret = Secret::parse("whsec_abcdefghijklmnopqrstuvwxyz012345").unwrap();
+        store.insert_endpoint(&endpoint, &secret).await.unwrap();
+        let publish = |n| {
+            let store = store.clone();
+            let records: Vec<super::PublishRecord> = (0..n)
+                .map(|_| held_delivery(&project, &endpoint.id, &node, now))
+                .collect();
+            async move {
+                let refs: Vec<&super::PublishRecord> = records.iter().collect();
+                store.write(&refs, now, None).await.unwrap();
+                records
+            }
+        };
+        publish(3).await;
+        let later = Timestamp::from_unix_micros(now.unix_micros() + 1);
+        assert_eq!(store.prune_delivery_changes(later).await.unwrap(), 3);
+        let pruned = store.delivery_changes_pruned_through().await.unwrap();
+        let head = store.delivery_changes_head(&project).await.unwrap();
+        assert!(
+            head >= pruned,
+            "{target:?}: head {head} behind pruned {pruned}"
+        );
+
+        let next = publish(1).await;
+        let page = store
+            .delivery_changes(&project, head, &WatchFilter::default(), 100)
+            .await
+            .unwrap();
+        let ids: Vec<_> = page.items.iter().map(|c| c.delivery_id.clone()).collect();
+        assert_eq!(ids, [next[0].deliveries[0].id.clone()], "{target:?}");
         drop_schema(&store, &target).await;
     }
 }

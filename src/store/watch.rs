@@ -36,10 +36,11 @@ pub(super) fn settled(backend: DbBackend) -> Condition {
     }
 }
 
-/// Rows after `cursor` in `(txid, seq)` order, as a range scan of the
-/// `(project_id, txid, seq)` index. PostgreSQL scans a row-value comparison
-/// as a range. SQLite does not (it would read the project's whole log), but
-/// there `txid` is always 0, so the range is `txid = 0 AND seq > s`.
+/// Rows after `cursor` in `(txid, seq)` order. PostgreSQL scans a row-value
+/// comparison as a range of the `(project_id, txid, seq)` index. SQLite
+/// would not use a row value for a range, but there `txid` is always 0, so
+/// the range is `txid = 0 AND seq > s`: a range of `delivery_changes`'
+/// rowid (or of the meta-event log's `(project_id, txid, seq)` index).
 pub(super) fn after(
     backend: DbBackend,
     txid: impl ColumnTrait,
@@ -61,6 +62,8 @@ pub(super) fn after(
 }
 
 /// On SQLite, the most `seq`s one read of `delivery_changes` looks through.
+/// A reader's work is then the whole log's growth, not its project's share:
+/// each watch stream and each meta-enabled project reads every change once.
 /// That log has no per-project index there (a rowid range is filtered by
 /// project), so this bounds a read's work however far behind its reader is.
 const SCAN_WINDOW: i64 = 20_000;
@@ -256,20 +259,25 @@ impl Store {
     /// A cursor at or after the project's newest delivery change: watching
     /// from it yields only what happens from now on. On SQLite, the newest
     /// change of any project (one probe of the rowid; finding the project's
-    /// own would scan the log, which has no per-project index there).
+    /// own would scan the log, which has no per-project index there). Never
+    /// before the pruned position: a project whose changes were all pruned
+    /// would otherwise start behind it, and its stream end at once.
     pub async fn delivery_changes_head(&self, project: &ProjectId) -> Result<Cursor, StoreError> {
         use delivery_change::Column;
-        if self.db.get_database_backend() != DbBackend::Postgres {
-            return Ok(Cursor {
+        let newest = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                self.head_of::<delivery_change::Entity>(
+                    project,
+                    [Column::ProjectId, Column::Txid, Column::Seq],
+                )
+                .await?
+            }
+            _ => Cursor {
                 txid: 0,
                 seq: newest_change_seq(&self.db).await?,
-            });
-        }
-        self.head_of::<delivery_change::Entity>(
-            project,
-            [Column::ProjectId, Column::Txid, Column::Seq],
-        )
-        .await
+            },
+        };
+        Ok(newest.max(self.delivery_changes_pruned_through().await?))
     }
 
     /// The newest settled `(txid, seq)` of `project` in log table `E`, whose
