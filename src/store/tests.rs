@@ -779,3 +779,73 @@ async fn watching_after_the_log_was_pruned_empty_starts_after_the_pruned_positio
         drop_schema(&store, &target).await;
     }
 }
+
+/// Texts are bound in place (vendor/sqlx-sqlite's `SQLITE_STATIC` patch):
+/// a cached statement used again, after a failed step and with other
+/// arguments, or with fewer of them, sees only the values of its own call.
+#[tokio::test]
+async fn sqlite_statements_used_again_see_only_their_own_texts() {
+    let (_dir, store) = sqlite_store(Durability::Relaxed).await;
+    let run = |sql: &str, values: Vec<sea_orm::Value>| {
+        store.db.execute_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            sql,
+            values,
+        ))
+    };
+    run(
+        "CREATE TABLE bound (k TEXT PRIMARY KEY, v TEXT, b BLOB)",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let insert = "INSERT INTO bound (k, v, b) VALUES (?, ?, ?)";
+    let value = |i: usize| format!("{i}:").repeat(1 + i * 7);
+    for i in 0..40 {
+        run(
+            insert,
+            vec![
+                format!("k{i}").into(),
+                value(i).into(),
+                value(i).into_bytes().into(),
+            ],
+        )
+        .await
+        .unwrap();
+        // The same key again fails on the same cached statement.
+        run(
+            insert,
+            vec![format!("k{i}").into(), "dup".into(), "dup".into()],
+        )
+        .await
+        .unwrap_err();
+    }
+    // Fewer arguments than parameters: the rest are NULL, not the last call's.
+    run(insert, vec!["short".into()]).await.unwrap();
+    let rows = store
+        .db
+        .query_all_raw(Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT k, v, b FROM bound ORDER BY rowid",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 41);
+    for (i, row) in rows.iter().take(40).enumerate() {
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), format!("k{i}"));
+        assert_eq!(row.try_get_by_index::<String>(1).unwrap(), value(i));
+        assert_eq!(
+            row.try_get_by_index::<Vec<u8>>(2).unwrap(),
+            value(i).into_bytes()
+        );
+    }
+    assert_eq!(rows[40].try_get_by_index::<String>(0).unwrap(), "short");
+    assert_eq!(
+        rows[40].try_get_by_index::<Option<String>>(1).unwrap(),
+        None
+    );
+    assert_eq!(
+        rows[40].try_get_by_index::<Option<Vec<u8>>>(2).unwrap(),
+        None
+    );
+}

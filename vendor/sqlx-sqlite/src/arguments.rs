@@ -130,9 +130,11 @@ impl SqliteArgumentValue {
         use SqliteArgumentValue::*;
 
         let status = match self {
-            Text(v) => handle.bind_text(i, v),
-            TextSlice(v) => handle.bind_text(i, v),
-            Blob(v) => handle.bind_blob(i, v),
+            // SAFETY (hookd patch): `self` belongs to the `SqliteArguments`
+            // that the `ExecuteIter` binding it owns; see `bind_blob`.
+            Text(v) => unsafe { handle.bind_text(i, v) },
+            TextSlice(v) => unsafe { handle.bind_text(i, v) },
+            Blob(v) => unsafe { handle.bind_blob(i, v) },
             Int(v) => handle.bind_int(i, *v),
             Int64(v) => handle.bind_int64(i, *v),
             Double(v) => handle.bind_double(i, *v),

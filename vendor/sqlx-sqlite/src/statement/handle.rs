@@ -13,8 +13,7 @@ use libsqlite3_sys::{
     sqlite3_column_name, sqlite3_column_origin_name, sqlite3_column_table_name,
     sqlite3_column_type, sqlite3_column_value, sqlite3_db_handle, sqlite3_finalize, sqlite3_reset,
     sqlite3_sql, sqlite3_step, sqlite3_stmt, sqlite3_stmt_readonly, sqlite3_table_column_metadata,
-    sqlite3_value, SQLITE_DONE, SQLITE_MISUSE, SQLITE_OK, SQLITE_ROW, SQLITE_TRANSIENT,
-    SQLITE_UTF8,
+    sqlite3_value, SQLITE_DONE, SQLITE_MISUSE, SQLITE_OK, SQLITE_ROW, SQLITE_STATIC, SQLITE_UTF8,
 };
 use sqlx_core::column::{ColumnOrigin, TableColumn};
 use std::os::raw::{c_char, c_int};
@@ -307,21 +306,37 @@ impl StatementHandle {
     // Binding Values To Prepared Statements
     // https://www.sqlite.org/c3ref/bind_blob.html
 
+    // hookd patch: texts and blobs are bound with SQLITE_STATIC, so SQLite
+    // reads them in place instead of copying each one (a malloc and a memcpy
+    // per bound value). SQLite then holds a pointer to `v` until the
+    // parameter is bound again or cleared, or the statement is finalized.
+    // That is sound as sqlx uses these two: the only caller binds from the
+    // `SqliteArguments` an `ExecuteIter` owns (its values are `Arc`s, so the
+    // bytes never move), and the iterator's `Drop` resets the statement and
+    // clears its bindings (`VirtualStatement::reset`, which clears them even
+    // when the reset reports an error) before those arguments are dropped.
+    // Every next use clears and binds again before stepping, and a row's
+    // values are copies (`sqlite3_value_dup`), never pointers into `v`.
+    /// # Safety
+    /// `v` must outlive every step of the statement until its bindings are
+    /// cleared or replaced.
     #[inline]
-    pub(crate) fn bind_blob(&self, index: usize, v: &[u8]) -> c_int {
+    pub(crate) unsafe fn bind_blob(&self, index: usize, v: &[u8]) -> c_int {
         unsafe {
             sqlite3_bind_blob64(
                 self.0.as_ptr(),
                 check_col_idx!(index),
                 v.as_ptr() as *const c_void,
                 v.len() as u64,
-                SQLITE_TRANSIENT(),
+                SQLITE_STATIC(),
             )
         }
     }
 
+    /// # Safety
+    /// As for [`Self::bind_blob`].
     #[inline]
-    pub(crate) fn bind_text(&self, index: usize, v: &str) -> c_int {
+    pub(crate) unsafe fn bind_text(&self, index: usize, v: &str) -> c_int {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let encoding = SQLITE_UTF8 as u8;
 
@@ -331,7 +346,7 @@ impl StatementHandle {
                 check_col_idx!(index),
                 v.as_ptr() as *const c_char,
                 v.len() as u64,
-                SQLITE_TRANSIENT(),
+                SQLITE_STATIC(),
                 encoding,
             )
         }

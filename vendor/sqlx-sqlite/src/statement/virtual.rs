@@ -132,12 +132,19 @@ impl VirtualStatement {
     pub fn reset(&mut self) -> Result<(), Error> {
         self.index = None;
 
+        // hookd patch: every handle is reset and its bindings cleared even
+        // when a reset reports the error of its last step, since bindings
+        // may point into arguments about to be dropped (see `bind_blob`).
+        let mut result = Ok(());
         for handle in self.handles.iter_mut() {
-            handle.reset()?;
+            let reset = handle.reset();
             handle.clear_bindings();
+            if result.is_ok() {
+                result = reset;
+            }
         }
 
-        Ok(())
+        Ok(result?)
     }
 }
 
