@@ -482,6 +482,28 @@ async fn sqlite_texts_of_many_statements_keep_their_results_in_order() {
     );
 }
 
+/// On PostgreSQL, waits until every row of `delivery_changes` is settled
+/// (its transaction older than every running one, see `watch::settled`):
+/// other tests' transactions on the same server can hold that back.
+async fn wait_until_settled(store: &Store) {
+    if store.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return;
+    }
+    for _ in 0..200 {
+        let unsettled = text_column(
+            store,
+            "SELECT count(*)::text FROM delivery_changes \
+             WHERE txid >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        )
+        .await;
+        if unsettled == ["0"] {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("delivery changes still unsettled after 10 s");
+}
+
 /// One delivery, held by `node`, of a new event of `project`.
 fn held_delivery(
     project: &crate::domain::ids::ProjectId,
@@ -616,6 +638,7 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
             .await
             .unwrap();
 
+        wait_until_settled(&store).await;
         let mut seen = Vec::new();
         let (mut cursor, mut reads, mut empty_reads_that_moved) = (Cursor::START, 0, 0);
         loop {
@@ -761,6 +784,8 @@ async fn watching_after_the_log_was_pruned_empty_starts_after_the_pruned_positio
         };
         publish(3).await;
         let later = Timestamp::from_unix_micros(now.unix_micros() + 1);
+        // Only settled rows are pruned.
+        wait_until_settled(&store).await;
         assert_eq!(store.prune_delivery_changes(later).await.unwrap(), 3);
         let pruned = store.delivery_changes_pruned_through().await.unwrap();
         let head = store.delivery_changes_head(&project).await.unwrap();
@@ -770,6 +795,7 @@ async fn watching_after_the_log_was_pruned_empty_starts_after_the_pruned_positio
         );
 
         let next = publish(1).await;
+        wait_until_settled(&store).await;
         let page = store
             .delivery_changes(&project, head, &WatchFilter::default(), 100)
             .await
