@@ -14,7 +14,7 @@ use super::entities::{
 };
 use super::watch::{
     advance_position, after, change_page, change_scan_bound, changes_after, in_log_order,
-    position_in, settled,
+    position_in, settled, settled_horizon,
 };
 use super::{Store, StoreError};
 use crate::domain::delivery::{AttemptError, DeliveryStatus, ErrorClass};
@@ -36,6 +36,9 @@ const FORWARD_BATCH: u64 = 500;
 /// (see `forward_project`). Fewer: more commits while others are busy;
 /// more: each pass re-reads more of the log, and pruning waits longer.
 pub(super) const SKIP_AFTER: i64 = 5_000;
+/// On PostgreSQL, the same in transactions: how far the settled horizon
+/// may pass a quiet project's position before the position moves to it.
+pub(super) const SKIP_AFTER_TRANSACTIONS: i64 = 1_000;
 
 fn forwarded(project: &ProjectId) -> String {
     format!("meta.forwarded.{project}")
@@ -123,9 +126,11 @@ impl Store {
     }
 
     /// One batch of one project: (meta events recorded, whether the log
-    /// may hold more after it). On SQLite a batch looks through a window of
-    /// the log (see [`change_scan_bound`]), and the position moves past the
-    /// changes of other projects in it even when none are the project's.
+    /// may hold more after it). The position moves past other projects'
+    /// changes even when none are the project's: on SQLite through the
+    /// window a batch looks through (see [`change_scan_bound`]), on
+    /// PostgreSQL to the settled horizon (see [`settled_horizon`]). Else a
+    /// quiet project's position would hold back pruning for good.
     async fn forward_project(
         &self,
         project: &ProjectId,
@@ -143,9 +148,13 @@ impl Store {
             .one(&self.db)
             .await?;
         // With nothing of the project's to forward, the position moves past
-        // other projects' changes (a commit under the write lock) only once
-        // they add up to `SKIP_AFTER`: until then a pass re-reads them.
-        let skip = bound.is_some_and(|b| b.through.seq - from.seq >= SKIP_AFTER);
+        // other projects' changes (a commit, under the write lock on SQLite)
+        // only once they add up: until then a pass re-reads them.
+        let skip = match (bound, settled_horizon(&self.db).await?) {
+            (Some(bound), _) => bound.through.seq - from.seq >= SKIP_AFTER,
+            (None, Some(horizon)) => horizon.txid - from.txid >= SKIP_AFTER_TRANSACTIONS,
+            (None, None) => false,
+        };
         if anything.is_none() && !skip {
             return Ok((0, false));
         }
@@ -169,6 +178,8 @@ impl Store {
         let settings = read_settings(&txn, project).await?;
         let from = position_in(&txn, &forwarded(project)).await?;
         let bound = change_scan_bound(&txn, from).await?;
+        // Before the read, so that the read sees every row older than it.
+        let horizon = settled_horizon(&txn).await?;
         use delivery_change::Column;
         let rows = in_log_order(
             delivery_change::Entity::find().filter(changes_after(backend, project, from, bound)),
@@ -179,10 +190,13 @@ impl Store {
         .limit(FORWARD_BATCH)
         .all(&txn)
         .await?;
-        let page = change_page(rows, from, FORWARD_BATCH as u32, bound, |row| Cursor {
+        let mut page = change_page(rows, from, FORWARD_BATCH as u32, bound, |row| Cursor {
             txid: row.txid,
             seq: row.seq,
         });
+        if let Some(horizon) = horizon.filter(|_| !page.more) {
+            page.through = page.through.max(horizon);
+        }
         if page.through <= from {
             return Ok((0, false));
         }

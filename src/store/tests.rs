@@ -728,8 +728,34 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
         if is_sqlite {
             assert!(position().await.seq >= forwarded_through.seq + super::meta::SKIP_AFTER);
         } else {
+            // On PostgreSQL the measure is transactions, not changes.
             assert_eq!(position().await, forwarded_through);
+            for _ in 0..super::meta::SKIP_AFTER_TRANSACTIONS + 10 {
+                store
+                    .db
+                    .execute_unprepared("SELECT pg_current_xact_id()")
+                    .await
+                    .unwrap();
+            }
+            wait_until_settled(&store).await;
+            assert_eq!(store.forward_delivery_meta_events(now).await.unwrap(), 0);
+            let moved = position().await;
+            assert!(
+                moved.txid >= forwarded_through.txid + super::meta::SKIP_AFTER_TRANSACTIONS,
+                "{moved} after {forwarded_through}"
+            );
         }
+        // With the quiet project's position past them, every change can
+        // be pruned, the busy project's last ones too.
+        wait_until_settled(&store).await;
+        let later = Timestamp::from_unix_micros(now.unix_micros() + 1);
+        store.prune_delivery_changes(later).await.unwrap();
+        let left = text_column(
+            &store,
+            "SELECT CAST(count(*) AS TEXT) FROM delivery_changes",
+        )
+        .await;
+        assert_eq!(left, ["0"], "{target:?}");
         drop_schema(&store, &target).await;
     }
 }

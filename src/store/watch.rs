@@ -113,6 +113,34 @@ async fn newest_change_seq(db: &impl ConnectionTrait) -> Result<i64, StoreError>
     Ok(newest.flatten().unwrap_or(0))
 }
 
+/// On PostgreSQL, a cursor after every settled change and before every
+/// change still to settle: `(xmin − 1, MAX)`, xmin being the oldest
+/// transaction still running. Every row of an older transaction is visible
+/// to a statement that starts after this one, so a later read of a
+/// project's changes after some cursor that took fewer than it could has
+/// looked through to here. `None` on SQLite.
+pub(super) async fn settled_horizon(
+    db: &impl ConnectionTrait,
+) -> Result<Option<Cursor>, StoreError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(None);
+    }
+    let xmin = db
+        .query_one_raw(statement(
+            DbBackend::Postgres,
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin",
+            vec![],
+        ))
+        .await?
+        .map(|row| row.try_get::<i64>("", "xmin"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(Some(Cursor {
+        txid: xmin - 1,
+        seq: i64::MAX,
+    }))
+}
+
 /// `project`'s changes after `cursor`, as far as `bound` lets a read look.
 pub(super) fn changes_after(
     backend: DbBackend,
