@@ -504,6 +504,71 @@ async fn wait_until_settled(store: &Store) {
     panic!("delivery changes still unsettled after 10 s");
 }
 
+/// The clock of the delivery-path fixtures.
+const FIXTURE_NOW: crate::domain::time::Timestamp =
+    crate::domain::time::Timestamp::from_unix_micros(1_700_000_000_000_000);
+
+/// A migrated store on `target` with a live node and, for each of `names`,
+/// a project with one endpoint; `write_held` publishes through it.
+struct Fixture {
+    store: Store,
+    node: crate::domain::ids::NodeId,
+    projects: Vec<(
+        crate::domain::ids::ProjectId,
+        crate::domain::ids::EndpointId,
+    )>,
+}
+
+impl Fixture {
+    async fn new(target: &DatabaseTarget, names: &[&str]) -> Self {
+        use crate::domain::endpoint::{Endpoint, EndpointSpec};
+        use crate::domain::fields::{EndpointName, EndpointUrl};
+        use crate::domain::ids::{EndpointId, NodeId};
+        use crate::domain::secret::Secret;
+
+        let store = Store::connect(target).await.unwrap();
+        store.migrate().await.unwrap();
+        let node = NodeId::from_uuid(uuid::Uuid::now_v7());
+        store.heartbeat(&node, FIXTURE_NOW).await.unwrap();
+        let secret = Secret::parse("whsec_abcdefghijklmnopqrstuvwxyz012345").unwrap();
+        let mut projects = Vec::new();
+        for name in names {
+            let (project, _) =
+                crate::cli::project::create(&store, ProjectName::parse(name).unwrap())
+                    .await
+                    .unwrap();
+            let endpoint = Endpoint::new(
+                EndpointId::from_uuid(uuid::Uuid::now_v7()),
+                project.clone(),
+                EndpointSpec::new(
+                    EndpointName::parse(name).unwrap(),
+                    EndpointUrl::parse("http://127.0.0.1:9/hook").unwrap(),
+                ),
+                FIXTURE_NOW,
+            );
+            store.insert_endpoint(&endpoint, &secret).await.unwrap();
+            projects.push((project, endpoint.id));
+        }
+        Self {
+            store,
+            node,
+            projects,
+        }
+    }
+
+    /// Publishes `n` events of project `index`, one held delivery each, in
+    /// one write; returns them.
+    async fn write_held(&self, index: usize, n: usize) -> Vec<super::PublishRecord> {
+        let (project, endpoint) = &self.projects[index];
+        let records: Vec<super::PublishRecord> = (0..n)
+            .map(|_| held_delivery(project, endpoint, &self.node, FIXTURE_NOW))
+            .collect();
+        let refs: Vec<&super::PublishRecord> = records.iter().collect();
+        self.store.write(&refs, FIXTURE_NOW, None).await.unwrap();
+        records
+    }
+}
+
 /// One delivery, held by `node`, of a new event of `project`.
 fn held_delivery(
     project: &crate::domain::ids::ProjectId,
@@ -543,11 +608,7 @@ fn held_delivery(
 #[tokio::test]
 async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
     use crate::domain::delivery::DeliveryStatus;
-    use crate::domain::endpoint::{Endpoint, EndpointSpec};
-    use crate::domain::fields::{EndpointName, EndpointUrl};
-    use crate::domain::ids::{EndpointId, NodeId};
     use crate::domain::meta::{MetaEventType, MetaSettings};
-    use crate::domain::secret::Secret;
     use crate::domain::time::Timestamp;
     use crate::domain::watch::{Cursor, WatchFilter};
 
@@ -557,34 +618,11 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
         durability: Durability::Relaxed,
     };
     for target in std::iter::once(sqlite).chain(postgres_target()) {
-        let store = Store::connect(&target).await.unwrap();
-        store.migrate().await.unwrap();
+        let fixture = Fixture::new(&target, &["quiet", "busy"]).await;
+        let (store, node, now) = (&fixture.store, &fixture.node, FIXTURE_NOW);
         let is_sqlite = matches!(target, DatabaseTarget::Sqlite { .. });
-        let now = Timestamp::from_unix_micros(1_700_000_000_000_000);
-        let node = NodeId::from_uuid(uuid::Uuid::now_v7());
-        store.heartbeat(&node, now).await.unwrap();
-        let secret = Secret::parse("whsec_abcdefghijklmnopqrstuvwxyz012345").unwrap();
-        let mut projects = Vec::new();
-        for name in ["quiet", "busy"] {
-            let (project, _) =
-                crate::cli::project::create(&store, ProjectName::parse(name).unwrap())
-                    .await
-                    .unwrap();
-            let endpoint = Endpoint::new(
-                EndpointId::from_uuid(uuid::Uuid::now_v7()),
-                project.clone(),
-                EndpointSpec::new(
-                    EndpointName::parse(name).unwrap(),
-                    EndpointUrl::parse("http://127.0.0.1:9/hook").unwrap(),
-                ),
-                now,
-            );
-            store.insert_endpoint(&endpoint, &secret).await.unwrap();
-            projects.push((project, endpoint.id));
-        }
-        let [(quiet, quiet_endpoint), (busy, busy_endpoint)] = &projects[..] else {
-            unreachable!()
-        };
+        let quiet = &fixture.projects[0].0;
+        let (quiet_i, busy_i) = (0, 1);
         store
             .set_meta_settings(
                 quiet,
@@ -599,26 +637,13 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
             .await
             .unwrap();
 
-        let publish = |records: Vec<super::PublishRecord>| {
-            let store = store.clone();
-            async move {
-                let refs: Vec<&super::PublishRecord> = records.iter().collect();
-                store.write(&refs, now, None).await.unwrap();
-                records
-            }
-        };
-        let first = publish(vec![held_delivery(quiet, quiet_endpoint, &node, now)]).await;
+        let first = fixture.write_held(quiet_i, 1).await;
         // More than twice as many of the busy project's changes as one
         // SQLite read looks through.
         for _ in 0..9 {
-            publish(
-                (0..5_000)
-                    .map(|_| held_delivery(busy, busy_endpoint, &node, now))
-                    .collect(),
-            )
-            .await;
+            fixture.write_held(busy_i, 5_000).await;
         }
-        let second = publish(vec![held_delivery(quiet, quiet_endpoint, &node, now)]).await;
+        let second = fixture.write_held(quiet_i, 1).await;
         // The second delivery is given up: a FAILED meta event for it.
         let discard = [super::DeliveryResult::Discarded {
             delivery_id: second[0].deliveries[0].id.clone(),
@@ -629,7 +654,7 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
                 &[],
                 now,
                 Some(&super::ResultBatch {
-                    me: &node,
+                    me: node,
                     results: &discard,
                     now,
                     breaker_failures: 50,
@@ -638,7 +663,7 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
             .await
             .unwrap();
 
-        wait_until_settled(&store).await;
+        wait_until_settled(store).await;
         let mut seen = Vec::new();
         let (mut cursor, mut reads, mut empty_reads_that_moved) = (Cursor::START, 0, 0);
         loop {
@@ -715,15 +740,12 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
         // few, a pass commits nothing; once they add up, it moves past them.
         let position = || async { store.oldest_forward_position().await.unwrap().unwrap() };
         let forwarded_through = position().await;
-        let busy_changes = |n| {
-            (0..n)
-                .map(|_| held_delivery(busy, busy_endpoint, &node, now))
-                .collect()
-        };
-        publish(busy_changes(10)).await;
+        fixture.write_held(busy_i, 10).await;
         assert_eq!(store.forward_delivery_meta_events(now).await.unwrap(), 0);
         assert_eq!(position().await, forwarded_through, "{target:?}");
-        publish(busy_changes(super::meta::SKIP_AFTER as usize)).await;
+        fixture
+            .write_held(busy_i, super::meta::SKIP_AFTER as usize)
+            .await;
         assert_eq!(store.forward_delivery_meta_events(now).await.unwrap(), 0);
         if is_sqlite {
             assert!(position().await.seq >= forwarded_through.seq + super::meta::SKIP_AFTER);
@@ -737,7 +759,7 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
                     .await
                     .unwrap();
             }
-            wait_until_settled(&store).await;
+            wait_until_settled(store).await;
             assert_eq!(store.forward_delivery_meta_events(now).await.unwrap(), 0);
             let moved = position().await;
             assert!(
@@ -747,16 +769,12 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
         }
         // With the quiet project's position past them, every change can
         // be pruned, the busy project's last ones too.
-        wait_until_settled(&store).await;
+        wait_until_settled(store).await;
         let later = Timestamp::from_unix_micros(now.unix_micros() + 1);
         store.prune_delivery_changes(later).await.unwrap();
-        let left = text_column(
-            &store,
-            "SELECT CAST(count(*) AS TEXT) FROM delivery_changes",
-        )
-        .await;
+        let left = text_column(store, "SELECT CAST(count(*) AS TEXT) FROM delivery_changes").await;
         assert_eq!(left, ["0"], "{target:?}");
-        drop_schema(&store, &target).await;
+        drop_schema(store, &target).await;
     }
 }
 
@@ -765,10 +783,6 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
 /// instead of "fell behind the retained history".
 #[tokio::test]
 async fn watching_after_the_log_was_pruned_empty_starts_after_the_pruned_position() {
-    use crate::domain::endpoint::{Endpoint, EndpointSpec};
-    use crate::domain::fields::{EndpointName, EndpointUrl};
-    use crate::domain::ids::{EndpointId, NodeId};
-    use crate::domain::secret::Secret;
     use crate::domain::time::Timestamp;
     use crate::domain::watch::WatchFilter;
 
@@ -778,57 +792,30 @@ async fn watching_after_the_log_was_pruned_empty_starts_after_the_pruned_positio
         durability: Durability::Relaxed,
     };
     for target in std::iter::once(sqlite).chain(postgres_target()) {
-        let store = Store::connect(&target).await.unwrap();
-        store.migrate().await.unwrap();
-        let now = Timestamp::from_unix_micros(1_700_000_000_000_000);
-        let node = NodeId::from_uuid(uuid::Uuid::now_v7());
-        store.heartbeat(&node, now).await.unwrap();
-        let (project, _) = crate::cli::project::create(&store, ProjectName::parse("p").unwrap())
-            .await
-            .unwrap();
-        let endpoint = Endpoint::new(
-            EndpointId::from_uuid(uuid::Uuid::now_v7()),
-            project.clone(),
-            EndpointSpec::new(
-                EndpointName::parse("e").unwrap(),
-                EndpointUrl::parse("http://127.0.0.1:9/hook").unwrap(),
-            ),
-            now,
-        );
-        let secret = Secret::parse("whsec_abcdefghijklmnopqrstuvwxyz012345").unwrap();
-        store.insert_endpoint(&endpoint, &secret).await.unwrap();
-        let publish = |n| {
-            let store = store.clone();
-            let records: Vec<super::PublishRecord> = (0..n)
-                .map(|_| held_delivery(&project, &endpoint.id, &node, now))
-                .collect();
-            async move {
-                let refs: Vec<&super::PublishRecord> = records.iter().collect();
-                store.write(&refs, now, None).await.unwrap();
-                records
-            }
-        };
-        publish(3).await;
+        let fixture = Fixture::new(&target, &["p"]).await;
+        let (store, now) = (&fixture.store, FIXTURE_NOW);
+        let project = &fixture.projects[0].0;
+        fixture.write_held(0, 3).await;
         let later = Timestamp::from_unix_micros(now.unix_micros() + 1);
         // Only settled rows are pruned.
-        wait_until_settled(&store).await;
+        wait_until_settled(store).await;
         assert_eq!(store.prune_delivery_changes(later).await.unwrap(), 3);
         let pruned = store.delivery_changes_pruned_through().await.unwrap();
-        let head = store.delivery_changes_head(&project).await.unwrap();
+        let head = store.delivery_changes_head(project).await.unwrap();
         assert!(
             head >= pruned,
             "{target:?}: head {head} behind pruned {pruned}"
         );
 
-        let next = publish(1).await;
-        wait_until_settled(&store).await;
+        let next = fixture.write_held(0, 1).await;
+        wait_until_settled(store).await;
         let page = store
-            .delivery_changes(&project, head, &WatchFilter::default(), 100)
+            .delivery_changes(project, head, &WatchFilter::default(), 100)
             .await
             .unwrap();
         let ids: Vec<_> = page.items.iter().map(|c| c.delivery_id.clone()).collect();
         assert_eq!(ids, [next[0].deliveries[0].id.clone()], "{target:?}");
-        drop_schema(&store, &target).await;
+        drop_schema(store, &target).await;
     }
 }
 
