@@ -150,13 +150,15 @@ impl Store {
         // With nothing of the project's to forward, the position moves past
         // other projects' changes (a commit, under the write lock on SQLite)
         // only once they add up: until then a pass re-reads them.
-        let skip = match (bound, settled_horizon(&self.db).await?) {
-            (Some(bound), _) => bound.through.seq - from.seq >= SKIP_AFTER,
-            (None, Some(horizon)) => horizon.txid - from.txid >= SKIP_AFTER_TRANSACTIONS,
-            (None, None) => false,
-        };
-        if anything.is_none() && !skip {
-            return Ok((0, false));
+        if anything.is_none() {
+            let skip = match (bound, settled_horizon(&self.db).await?) {
+                (Some(bound), _) => bound.through.seq - from.seq >= SKIP_AFTER,
+                (None, Some(horizon)) => horizon.txid - from.txid >= SKIP_AFTER_TRANSACTIONS,
+                (None, None) => false,
+            };
+            if !skip {
+                return Ok((0, false));
+            }
         }
         let _write = self.write_lock().await;
         let txn = self.db.begin().await?;
