@@ -161,7 +161,19 @@ impl Store {
             }
         }
         let _write = self.write_lock().await;
-        let txn = self.db.begin().await?;
+        // On PostgreSQL the position is read after the advisory lock is
+        // taken, and must see what the lock's last holder committed: so each
+        // statement its own snapshot (READ COMMITTED), whatever the server's
+        // default isolation. Under REPEATABLE READ the snapshot would date
+        // from before the lock, and a batch could be forwarded twice.
+        let txn = match backend {
+            DbBackend::Postgres => {
+                self.db
+                    .begin_with_config(Some(sea_orm::IsolationLevel::ReadCommitted), None)
+                    .await?
+            }
+            _ => self.db.begin().await?,
+        };
         if backend == DbBackend::Postgres {
             let locked = txn
                 .query_one_raw(sea_orm::Statement::from_sql_and_values(
