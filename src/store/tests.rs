@@ -18,6 +18,18 @@ fn postgres_target() -> Option<DatabaseTarget> {
     })
 }
 
+/// SQLite in `dir`, then PostgreSQL when `HOOKD_TEST_DATABASE_URL` is set.
+fn every_backend(
+    dir: &std::path::Path,
+    durability: Durability,
+) -> impl Iterator<Item = DatabaseTarget> {
+    let sqlite = DatabaseTarget::Sqlite {
+        path: dir.join("hookd.db"),
+        durability,
+    };
+    std::iter::once(sqlite).chain(postgres_target())
+}
+
 async fn drop_schema(store: &Store, target: &DatabaseTarget) {
     if let DatabaseTarget::Postgres {
         schema: Some(schema),
@@ -106,11 +118,7 @@ async fn sqlite_checkpoints_only_when_asked() {
 #[tokio::test]
 async fn api_keys_are_stored_only_as_sha256() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = DatabaseTarget::Sqlite {
-        path: dir.path().join("hookd.db"),
-        durability: Durability::Full,
-    };
-    for target in std::iter::once(sqlite).chain(postgres_target()) {
+    for target in every_backend(dir.path(), Durability::Full) {
         let store = Store::connect(&target).await.unwrap();
         store.migrate().await.unwrap();
         let (_, key) = crate::cli::project::create(&store, ProjectName::parse("p").unwrap())
@@ -613,11 +621,7 @@ async fn a_quiet_projects_changes_are_found_behind_a_busy_projects() {
     use crate::domain::watch::{Cursor, WatchFilter};
 
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = DatabaseTarget::Sqlite {
-        path: dir.path().join("hookd.db"),
-        durability: Durability::Relaxed,
-    };
-    for target in std::iter::once(sqlite).chain(postgres_target()) {
+    for target in every_backend(dir.path(), Durability::Relaxed) {
         let fixture = Fixture::new(&target, &["quiet", "busy"]).await;
         let (store, node, now) = (&fixture.store, &fixture.node, FIXTURE_NOW);
         let is_sqlite = matches!(target, DatabaseTarget::Sqlite { .. });
@@ -787,11 +791,7 @@ async fn watching_after_the_log_was_pruned_empty_starts_after_the_pruned_positio
     use crate::domain::watch::WatchFilter;
 
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = DatabaseTarget::Sqlite {
-        path: dir.path().join("hookd.db"),
-        durability: Durability::Relaxed,
-    };
-    for target in std::iter::once(sqlite).chain(postgres_target()) {
+    for target in every_backend(dir.path(), Durability::Relaxed) {
         let fixture = Fixture::new(&target, &["p"]).await;
         let (store, now) = (&fixture.store, FIXTURE_NOW);
         let project = &fixture.projects[0].0;
