@@ -1,6 +1,16 @@
-//! The outbound HTTP client: hyper over rustls (ring), keep-alive pool,
-//! HTTP/1.1 and HTTP/2 by ALPN, no redirects followed. One timeout covers
-//! connecting, the TLS handshake, the response head and the body read.
+//! The outbound HTTP client: hyper's HTTP/1.1 and HTTP/2 connections (by
+//! ALPN) over rustls (ring), kept alive in a pool of our own, no redirects
+//! followed. One timeout covers connecting, the TLS handshake, the response
+//! head and the body read.
+//!
+//! The pool replaced hyper-util's legacy `Client`, which spent about a
+//! tenth of hookd's CPU per delivery under load (docs/BENCHMARKS.md): a
+//! racing connect future built for every checkout, a task spawned to hand
+//! each connection back, and a watch channel per request to learn the
+//! connected address. Here a request takes an idle connection (or makes
+//! one), and puts it back itself once the response body has ended. A
+//! request that a reused connection never sent (it closed meanwhile) goes
+//! again on a new one, as the legacy client did.
 //!
 //! Extension points, for the endpoint-lifecycle work: the `HttpConnector`
 //! takes a custom resolver (`HttpConnector::new_with_resolver`), where every
@@ -9,16 +19,18 @@
 //! URI); and a per-endpoint `rustls::ClientConfig` with
 //! `with_client_auth_cert` gives an endpoint its own client (mTLS).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderValue, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::client::legacy::connect::{HttpConnector, HttpInfo};
+use hyper_util::client::legacy::connect::{Connection, HttpConnector, HttpInfo};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
@@ -28,6 +40,9 @@ use crate::domain::network::NetworkPolicy;
 
 /// How much of a response body is kept.
 pub(super) const BODY_LIMIT: usize = 64 * 1024;
+
+/// How long a connection may sit idle in the pool.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What came back from one request.
 #[derive(Debug)]
@@ -41,9 +56,146 @@ pub(super) struct Response {
     pub(super) elapsed: Duration,
 }
 
+/// Where requests to one URL go, worked out once per endpoint: the URL,
+/// the pool's key (scheme and authority), and for HTTP/1 the `Host` header
+/// and the path the request line carries.
+#[derive(Debug)]
+pub(super) struct Destination {
+    uri: Uri,
+    key: Arc<str>,
+    host: HeaderValue,
+    origin: Uri,
+}
+
+impl Destination {
+    /// `Err` says what is wrong with `url`.
+    pub(super) fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err("no scheme or host".into());
+        };
+        let key = format!("{scheme}://{authority}")
+            .to_ascii_lowercase()
+            .into();
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let host = match uri.port_u16() {
+            Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        let host = HeaderValue::from_str(&host).map_err(|e| format!("{e}"))?;
+        let origin = match uri.path_and_query() {
+            Some(path) if path.as_str() != "/" => Uri::from(path.clone()),
+            _ => Uri::from_static("/"),
+        };
+        Ok(Self {
+            uri,
+            key,
+            host,
+            origin,
+        })
+    }
+}
+
+type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+type Body = Full<Bytes>;
+
 #[derive(Clone)]
 pub(super) struct HttpSender {
-    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
+    connector: Connector,
+    pool: Arc<Pool>,
+}
+
+/// Idle HTTP/1 connections by destination, and the one shared HTTP/2
+/// connection of each destination that negotiated it.
+#[derive(Default)]
+struct Pool {
+    state: Mutex<PoolState>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: HashMap<Arc<str>, Vec<Idle>>,
+    shared: HashMap<Arc<str>, Shared>,
+    swept: Option<Instant>,
+}
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    ip: Option<IpAddr>,
+    since: Instant,
+}
+
+#[derive(Clone)]
+struct Shared {
+    sender: http2::SendRequest<Body>,
+    ip: Option<IpAddr>,
+}
+
+/// A connection a request holds while it runs.
+enum Held {
+    One(http1::SendRequest<Body>),
+    Multiplexed(http2::SendRequest<Body>),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Pool {
+    fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // Nothing in here can be left half-changed by a panic elsewhere.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An open connection to `key`, the most recently used first.
+    fn checkout(&self, key: &Arc<str>) -> Option<(Held, Option<IpAddr>)> {
+        let mut state = self.state();
+        if let Some(shared) = state.shared.get(key) {
+            if !shared.sender.is_closed() {
+                return Some((Held::Multiplexed(shared.sender.clone()), shared.ip));
+            }
+            state.shared.remove(key);
+        }
+        let idle = state.idle.get_mut(key)?;
+        while let Some(conn) = idle.pop() {
+            if !conn.sender.is_closed() && conn.since.elapsed() < IDLE_TIMEOUT {
+                return Some((Held::One(conn.sender), conn.ip));
+            }
+        }
+        None
+    }
+
+    /// Keeps an HTTP/1 connection whose last response has ended; now and
+    /// then drops the connections idle too long everywhere.
+    fn put(&self, key: &Arc<str>, sender: http1::SendRequest<Body>, ip: Option<IpAddr>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut state = self.state();
+        state.idle.entry(key.clone()).or_default().push(Idle {
+            sender,
+            ip,
+            since: now,
+        });
+        if state
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= IDLE_TIMEOUT / 3)
+        {
+            state.swept = Some(now);
+            state.idle.retain(|_, conns| {
+                conns.retain(|c| {
+                    !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT
+                });
+                !conns.is_empty()
+            });
+            state.shared.retain(|_, shared| !shared.sender.is_closed());
+        }
+    }
+
+    fn share(&self, key: &Arc<str>, sender: http2::SendRequest<Body>, ip: Option<IpAddr>) {
+        self.state()
+            .shared
+            .insert(key.clone(), Shared { sender, ip });
+    }
 }
 
 /// A connection refused by the network policy (the SSRF guard).
@@ -134,64 +286,27 @@ impl HttpSender {
         .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
-        Self { client }
+        Self {
+            connector,
+            pool: Arc::default(),
+        }
     }
 
     /// Sends `request`; every failure is described in the result.
     pub(super) async fn send(&self, request: Outbound, timeout: Duration) -> Response {
         let started = Instant::now();
-        let mut http_request = http::Request::post(request.uri)
-            .body(Full::new(request.body))
-            .expect("a POST with a parsed URI is a valid request");
-        *http_request.headers_mut() = request.headers;
-        let connection = hyper_util::client::legacy::connect::capture_connection(&mut http_request);
-
-        let exchange = async {
-            let response = self.client.request(http_request).await?;
-            let ip = response
-                .extensions()
-                .get::<HttpInfo>()
-                .map(|i| i.remote_addr().ip());
-            let (head, mut body) = response.into_parts();
-            let mut kept = Vec::new();
-            while kept.len() < BODY_LIMIT {
-                match body.frame().await {
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            let room = BODY_LIMIT - kept.len();
-                            kept.extend_from_slice(&data[..data.len().min(room)]);
-                        }
-                    }
-                    // A body that breaks off after the head still answered.
-                    Some(Err(_)) | None => break,
-                }
-            }
-            Ok::<_, hyper_util::client::legacy::Error>((head, kept, ip))
-        };
-        let outcome = tokio::time::timeout(timeout, exchange).await;
-        let elapsed = started.elapsed();
         // Known whenever a connection was made, even if no response came.
-        let connected_ip = || {
-            connection
-                .connection_metadata()
-                .as_ref()
-                .and_then(|connected| {
-                    let mut extras = http::Extensions::new();
-                    connected.get_extras(&mut extras);
-                    extras.get::<HttpInfo>().map(|i| i.remote_addr().ip())
-                })
-        };
+        let mut ip = None;
+        let outcome = tokio::time::timeout(timeout, self.exchange(request, &mut ip)).await;
+        let elapsed = started.elapsed();
         match outcome {
-            Ok(Ok((head, body, ip))) => Response {
+            Ok(Ok((head, body))) => Response {
                 status: Some(head.status.as_u16()),
                 retry_after: retry_after(&head.headers),
                 headers: RecordedHeaders::from_pairs(
@@ -201,18 +316,131 @@ impl HttpSender {
                 ),
                 body: String::from_utf8_lossy(&body).into_owned(),
                 error: None,
-                ip_address: ip.or_else(connected_ip),
+                ip_address: ip,
                 elapsed,
             },
-            Ok(Err(err)) => failed(classify(&err), connected_ip(), elapsed),
+            Ok(Err(err)) => failed(classify(&*err), ip, elapsed),
             Err(_) => failed(
                 AttemptError {
                     class: ErrorClass::Timeout,
                     message: format!("no response within {} s", timeout.as_secs_f32()),
                 },
-                connected_ip(),
+                ip,
                 elapsed,
             ),
+        }
+    }
+
+    /// One request and up to `BODY_LIMIT` of its response body, on a pooled
+    /// connection or a new one; `ip` is set once a connection is in hand.
+    async fn exchange(
+        &self,
+        request: Outbound,
+        ip: &mut Option<IpAddr>,
+    ) -> Result<(http::response::Parts, Vec<u8>), BoxError> {
+        let destination = request.destination;
+        let mut message = http::Request::new(Full::new(request.body));
+        *message.method_mut() = http::Method::POST;
+        *message.headers_mut() = request.headers;
+        let (mut held, reused) = match self.pool.checkout(&destination.key) {
+            Some((held, address)) => {
+                *ip = address;
+                (held, true)
+            }
+            None => (Box::pin(self.connect(&destination, ip)).await?, false),
+        };
+        let response = match send_on(&mut held, &destination, message).await {
+            Ok(response) => response,
+            // Never sent: the pooled connection closed meanwhile.
+            Err(mut unsent) if reused && unsent.message().is_some() => {
+                let message = unsent.take_message().expect("checked just above");
+                held = Box::pin(self.connect(&destination, ip)).await?;
+                send_on(&mut held, &destination, message)
+                    .await
+                    .map_err(hyper::client::conn::TrySendError::into_error)?
+            }
+            Err(failed) => return Err(failed.into_error().into()),
+        };
+        let (head, mut body) = response.into_parts();
+        let mut kept = Vec::new();
+        let ended = loop {
+            if kept.len() >= BODY_LIMIT {
+                break false;
+            }
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        let room = BODY_LIMIT - kept.len();
+                        kept.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                }
+                // A body that breaks off after the head still answered.
+                Some(Err(_)) => break false,
+                None => break true,
+            }
+        };
+        // A body left unread closes its connection; one read to the end
+        // leaves it ready for the next request.
+        if let (true, Held::One(sender)) = (ended, held) {
+            self.pool.put(&destination.key, sender, *ip);
+        }
+        Ok((head, kept))
+    }
+
+    /// A new connection to `destination`, HTTP/2 if the TLS handshake chose
+    /// it; its driver runs as a task of its own until it closes. Callers box
+    /// this future: it is large, and inline it would make every send task
+    /// as large (each spawn copies its future).
+    async fn connect(
+        &self,
+        destination: &Destination,
+        ip: &mut Option<IpAddr>,
+    ) -> Result<Held, BoxError> {
+        use tower_service::Service;
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(destination.uri.clone()).await?;
+        let connected = io.connected();
+        let mut extras = http::Extensions::new();
+        connected.get_extras(&mut extras);
+        *ip = extras.get::<HttpInfo>().map(|i| i.remote_addr().ip());
+        if connected.is_negotiated_h2() {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await?;
+            tokio::spawn(connection);
+            self.pool.share(&destination.key, sender.clone(), *ip);
+            Ok(Held::Multiplexed(sender))
+        } else {
+            let (sender, connection) = http1::handshake(io).await?;
+            tokio::spawn(connection);
+            Ok(Held::One(sender))
+        }
+    }
+}
+
+/// Sends `message` on `held`: in origin form with a `Host` header over
+/// HTTP/1, with the full URL over HTTP/2.
+async fn send_on(
+    held: &mut Held,
+    destination: &Destination,
+    mut message: http::Request<Body>,
+) -> Result<
+    http::Response<hyper::body::Incoming>,
+    hyper::client::conn::TrySendError<http::Request<Body>>,
+> {
+    match held {
+        Held::One(sender) => {
+            *message.uri_mut() = destination.origin.clone();
+            message
+                .headers_mut()
+                .entry(http::header::HOST)
+                .or_insert_with(|| destination.host.clone());
+            sender.try_send_request(message).await
+        }
+        Held::Multiplexed(sender) => {
+            *message.uri_mut() = destination.uri.clone();
+            sender.try_send_request(message).await
         }
     }
 }
@@ -258,7 +486,7 @@ fn wraps_rustls_error(io: &std::io::Error) -> bool {
 }
 
 /// Names the failure from the error's cause chain.
-fn classify(err: &hyper_util::client::legacy::Error) -> AttemptError {
+fn classify(err: &(dyn std::error::Error + 'static)) -> AttemptError {
     let mut chain = Vec::new();
     let mut class = ErrorClass::Other;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);

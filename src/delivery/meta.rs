@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::http::Destination;
 use super::request::Outbound;
 use crate::domain::delivery::{Verdict, judge};
 use crate::domain::ids::ProjectId;
@@ -177,17 +178,17 @@ async fn send(shared: &Shared, sending: &Sending, event: MetaEvent) -> Result<()
         ip_address: None,
         duration_ms: 0,
     };
-    let (attempt, retry_after) = match url.as_str().parse::<http::Uri>() {
+    let (attempt, retry_after) = match Destination::parse(url.as_str()) {
         Err(err) => (
             attempt_error(format!("the URL cannot be requested: {err}")),
             None,
         ),
-        Ok(uri) => {
+        Ok(destination) => {
             let response = shared
                 .http
                 .send(
                     Outbound {
-                        uri,
+                        destination: Arc::new(destination),
                         headers,
                         body,
                         recorded_headers: Default::default(),

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Job;
+use super::http::Destination;
 use crate::domain::delivery::RecordedHeaders;
 use crate::domain::endpoint::Endpoint;
 use crate::domain::fields::ContentType;
@@ -21,7 +22,7 @@ const REDACTED: &str = "[redacted]";
 
 /// A request ready to send.
 pub(super) struct Outbound {
-    pub(super) uri: http::Uri,
+    pub(super) destination: std::sync::Arc<Destination>,
     pub(super) headers: HeaderMap,
     pub(super) body: Bytes,
     /// The headers as recorded with the attempt: signatures and anything
@@ -46,24 +47,25 @@ pub(super) struct Template(Result<Prepared, String>);
 
 #[derive(Debug)]
 struct Prepared {
-    uri: http::Uri,
+    destination: std::sync::Arc<Destination>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Template {
     pub(super) fn new(endpoint: &Endpoint) -> Self {
         let prepare = || {
-            let uri = endpoint
-                .url
-                .as_str()
-                .parse()
+            let destination = Destination::parse(endpoint.url.as_str())
                 .map_err(|e| format!("the endpoint URL cannot be requested: {e}"))?;
+            let destination = std::sync::Arc::new(destination);
             let headers = endpoint
                 .headers
                 .iter()
                 .map(|(name, value)| header(name, value))
                 .collect::<Result<_, _>>()?;
-            Ok(Prepared { uri, headers })
+            Ok(Prepared {
+                destination,
+                headers,
+            })
         };
         Self(prepare())
     }
@@ -139,7 +141,7 @@ pub(super) fn build(
         (name.as_str(), shown)
     }));
     Ok(Outbound {
-        uri: prepared.uri.clone(),
+        destination: prepared.destination.clone(),
         headers,
         body,
         recorded_headers,

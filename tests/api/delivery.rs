@@ -433,6 +433,56 @@ db_test!(
 );
 
 db_test!(
+    deliveries_one_after_another_share_one_kept_alive_connection,
+    |app| async move {
+        let receiver = TestReceiver::start().await;
+        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
+        for _ in 0..4 {
+            let id = publish_one(&app, &endpoint.id).await;
+            wait_for_delivery(&app, &id, pb::DeliveryStatus::Success, WAIT).await;
+        }
+        assert_eq!(receiver.connections(), 1);
+    }
+);
+
+db_test!(
+    a_receiver_that_closes_every_connection_still_gets_each_delivery_at_once,
+    |app| async move {
+        let receiver = TestReceiver::start().await;
+        receiver.respond_with(Behavior::StatusWithHeaders(
+            200,
+            vec![("connection".into(), "close".into())],
+        ));
+        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
+        // Back to back, so that some take a connection as it closes.
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            ids.push(publish_one(&app, &endpoint.id).await);
+        }
+        for id in &ids {
+            let delivery = wait_for_delivery(&app, id, pb::DeliveryStatus::Success, WAIT).await;
+            assert_eq!(delivery.attempts, 1, "{delivery:?}");
+        }
+        assert_eq!(receiver.connections(), 6);
+    }
+);
+
+db_test!(
+    a_connection_whose_response_was_cut_short_is_not_used_again,
+    |app| async move {
+        let receiver = TestReceiver::start().await;
+        receiver.respond_sequence(vec![Behavior::StatusWithBody(200, "x".repeat(100_000))]);
+        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
+        for _ in 0..2 {
+            let id = publish_one(&app, &endpoint.id).await;
+            let delivery = wait_for_delivery(&app, &id, pb::DeliveryStatus::Success, WAIT).await;
+            assert_eq!(delivery.attempts, 1, "{delivery:?}");
+        }
+        assert_eq!(receiver.connections(), 2);
+    }
+);
+
+db_test!(
     a_rate_limit_paces_a_burst_without_failing_anything,
     |app| async move {
         let receiver = TestReceiver::start().await;

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,8 @@ struct Shared {
     state: Mutex<State>,
     /// Number of recorded requests, for waiters.
     count: watch::Sender<usize>,
+    /// Connections accepted so far.
+    connections: AtomicUsize,
 }
 
 impl Shared {
@@ -169,6 +172,7 @@ impl TestReceiver {
                 fallback: Behavior::Status(200),
             }),
             count: watch::Sender::new(0),
+            connections: AtomicUsize::new(0),
         });
         let shutdown = CancellationToken::new();
         let secure = tls.is_some();
@@ -250,6 +254,11 @@ impl TestReceiver {
         self.shared.lock().all.len()
     }
 
+    /// How many connections clients have opened to the receiver.
+    pub(crate) fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     /// Waits until at least `n` requests were received in total.
     pub(crate) async fn wait_for_count(&self, n: usize, timeout: Duration) {
         assert!(
@@ -298,6 +307,7 @@ async fn accept_loop(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        shared.connections.fetch_add(1, Ordering::SeqCst);
         let (shared, shutdown, tls) = (Arc::clone(&shared), shutdown.clone(), tls.clone());
         tokio::spawn(async move {
             let Some(acceptor) = tls else {

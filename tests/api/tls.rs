@@ -123,6 +123,13 @@ async fn trusted_ca(backend: Backend) {
     assert_eq!(attempts[0].http_status, Some(200));
     assert_eq!(attempts[0].error, "");
     assert_eq!(attempts[0].ip_address, "127.0.0.1");
+
+    // Later deliveries share the HTTP/2 connection.
+    for n in 0..3 {
+        let id = publish_to(&app, receiver.url("/hook"), &format!(r#"{{"n": {n}}}"#)).await;
+        wait_for_delivery(&app, &id, pb::DeliveryStatus::Success, WAIT).await;
+    }
+    assert_eq!(receiver.connections(), 1);
 }
 
 /// Without the CA, the certificate is rejected: a TLS failure, retried.
