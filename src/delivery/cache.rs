@@ -162,7 +162,7 @@ impl EndpointCache {
         &self,
         id: &EndpointId,
     ) -> Result<Option<Arc<EndpointSnapshot>>, StoreError> {
-        let read = async {
+        let read = || async move {
             Ok(self.store.endpoint_snapshot(id).await?.map(|stored| {
                 Arc::new(EndpointSnapshot {
                     template: super::request::Template::new(&stored.endpoint),
@@ -180,7 +180,7 @@ impl EndpointCache {
         &self,
         project: &ProjectId,
     ) -> Result<Arc<Vec<Endpoint>>, StoreError> {
-        let read = async {
+        let read = || async move {
             Ok(Arc::new(
                 self.store
                     .list_endpoints(project, &EndpointFilter::default(), None, u32::MAX)
@@ -191,16 +191,19 @@ impl EndpointCache {
     }
 
     /// The value of `key` in `map`, or else what `read` gets from the store
-    /// (see [`lookup`]), cached.
-    async fn cached<K, T>(
+    /// (see [`lookup`]), cached. The read is boxed: a store read's future
+    /// is kilobytes, and inline it would be part of every delivery's send
+    /// task, copied with it, hit or miss.
+    async fn cached<K, T, F>(
         &self,
         map: &RwLock<HashMap<K, Slot<T>>>,
         key: &K,
-        read: impl Future<Output = Result<T, StoreError>>,
+        read: impl FnOnce() -> F,
     ) -> Result<T, StoreError>
     where
         K: std::hash::Hash + Eq + Clone,
         T: Clone,
+        F: Future<Output = Result<T, StoreError>>,
     {
         if let Lookup::Cached(value) = lookup(map, key, self.ttl) {
             return Ok(value);
@@ -211,7 +214,7 @@ impl EndpointCache {
             filled: false,
         };
         let generation = self.generation();
-        let value = read.await?;
+        let value = Box::pin(read()).await?;
         self.fill(map, key, generation, value.clone());
         reading.filled = true;
         Ok(value)
@@ -357,7 +360,7 @@ mod tests {
         assert!(reads(&cache), "that read failed: the next caller reads");
         unmark(&cache.entries, &id);
         // A read whose caller stops waiting: dropped before it is in.
-        let abandoned = cache.cached(&cache.entries, &id, std::future::pending());
+        let abandoned = cache.cached(&cache.entries, &id, std::future::pending);
         let _ = tokio::time::timeout(Duration::ZERO, abandoned).await;
         assert!(
             reads(&cache),

@@ -543,9 +543,11 @@ impl Engine {
             while let Some(job) = self.shared.dispatcher.next() {
                 let shared = self.shared.clone();
                 let results = self.results.clone();
+                // The send is boxed: its future is kilobytes, and a spawn
+                // copies the future it is given more than once.
                 self.sends.spawn(async move {
                     let endpoint = job.endpoint_id.clone();
-                    let result = send_one(&shared, job).await;
+                    let result = Box::pin(send_one(&shared, job)).await;
                     let room = shared.result_memory.reserve(&result).await;
                     if results
                         .send(results::Message::Result(result, room))
