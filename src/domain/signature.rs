@@ -194,7 +194,7 @@ impl SignatureConfig {
 
     fn encode(self, mac: &[u8]) -> String {
         match self.encoding {
-            SignatureEncoding::Hex => hex(mac),
+            SignatureEncoding::Hex => hex::encode(mac),
             SignatureEncoding::Base64 => STANDARD.encode(mac),
         }
     }
@@ -208,16 +208,6 @@ fn standard_webhooks_key(secret: &Secret) -> Vec<u8> {
         .strip_prefix("whsec_")
         .and_then(|encoded| STANDARD.decode(encoded).ok())
         .unwrap_or_else(|| secret.expose().as_bytes().to_vec())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 #[cfg(test)]
