@@ -194,7 +194,11 @@ impl SignatureConfig {
 
     fn encode(self, mac: &[u8]) -> String {
         match self.encoding {
-            SignatureEncoding::Hex => hex::encode(mac),
+            SignatureEncoding::Hex => {
+                let mut text = vec![0; mac.len() * 2];
+                hex::encode_to_slice(mac, &mut text).expect("sized for the MAC");
+                String::from_utf8(text).expect("hex digits are ASCII")
+            }
             SignatureEncoding::Base64 => STANDARD.encode(mac),
         }
     }
