@@ -32,6 +32,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector, HttpInfo};
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::request::Outbound;
@@ -116,6 +117,9 @@ struct Pool {
 struct PoolState {
     idle: HashMap<Arc<str>, Vec<Idle>>,
     shared: HashMap<Arc<str>, Shared>,
+    /// Told when a connection of the destination becomes free, for
+    /// requests waiting on a connect.
+    returns: HashMap<Arc<str>, Arc<Notify>>,
     swept: Option<Instant>,
 }
 
@@ -176,6 +180,9 @@ impl Pool {
             ip,
             since: now,
         });
+        if let Some(returned) = state.returns.get(key) {
+            returned.notify_one();
+        }
         if state
             .swept
             .is_none_or(|at| now.duration_since(at) >= IDLE_TIMEOUT / 3)
@@ -188,13 +195,23 @@ impl Pool {
                 !conns.is_empty()
             });
             state.shared.retain(|_, shared| !shared.sender.is_closed());
+            state
+                .returns
+                .retain(|_, returned| Arc::strong_count(returned) > 1);
         }
     }
 
+    /// What tells of connections to `key` becoming free.
+    fn returns(&self, key: &Arc<str>) -> Arc<Notify> {
+        self.state().returns.entry(key.clone()).or_default().clone()
+    }
+
     fn share(&self, key: &Arc<str>, sender: http2::SendRequest<Body>, ip: Option<IpAddr>) {
-        self.state()
-            .shared
-            .insert(key.clone(), Shared { sender, ip });
+        let mut state = self.state();
+        state.shared.insert(key.clone(), Shared { sender, ip });
+        if let Some(returned) = state.returns.get(key) {
+            returned.notify_waiters();
+        }
     }
 }
 
@@ -342,19 +359,15 @@ impl HttpSender {
         let mut message = http::Request::new(Full::new(request.body));
         *message.method_mut() = http::Method::POST;
         *message.headers_mut() = request.headers;
-        let (mut held, reused) = match self.pool.checkout(&destination.key) {
-            Some((held, address)) => {
-                *ip = address;
-                (held, true)
-            }
-            None => (Box::pin(self.connect(&destination, ip)).await?, false),
-        };
+        let (mut held, reused) = self.obtain(&destination, ip).await?;
         let response = match send_on(&mut held, &destination, message).await {
             Ok(response) => response,
             // Never sent: the pooled connection closed meanwhile.
             Err(mut unsent) if reused && unsent.message().is_some() => {
                 let message = unsent.take_message().expect("checked just above");
-                held = Box::pin(self.connect(&destination, ip)).await?;
+                let (made, address) = Box::pin(self.clone().connect(destination.clone())).await;
+                *ip = address;
+                held = made?;
                 send_on(&mut held, &destination, message)
                     .await
                     .map_err(hyper::client::conn::TrySendError::into_error)?
@@ -387,35 +400,86 @@ impl HttpSender {
         Ok((head, kept))
     }
 
+    /// A connection to `destination` and whether it was used before: an
+    /// idle one, else a new one, or whichever connection another request
+    /// gives back first while the new one is being made. A connect that
+    /// stalls (a SYN dropped by a full listen queue is sent again only after
+    /// a second) then holds up nothing, and once made it joins the pool.
+    async fn obtain(
+        &self,
+        destination: &Arc<Destination>,
+        ip: &mut Option<IpAddr>,
+    ) -> Result<(Held, bool), BoxError> {
+        let key = &destination.key;
+        if let Some((held, address)) = self.pool.checkout(key) {
+            *ip = address;
+            return Ok((held, true));
+        }
+        let returned = self.pool.returns(key);
+        let mut connecting = Box::pin(self.clone().connect(destination.clone()));
+        loop {
+            tokio::select! {
+                (made, address) = &mut connecting => {
+                    *ip = address;
+                    return Ok((made?, false));
+                }
+                () = returned.notified() => {
+                    let Some((held, address)) = self.pool.checkout(key) else {
+                        continue;
+                    };
+                    let (pool, key) = (self.pool.clone(), key.clone());
+                    tokio::spawn(async move {
+                        if let Ok((Ok(Held::One(sender)), address)) =
+                            tokio::time::timeout(IDLE_TIMEOUT, connecting).await
+                        {
+                            pool.put(&key, sender, address);
+                        }
+                    });
+                    *ip = address;
+                    return Ok((held, true));
+                }
+            }
+        }
+    }
+
     /// A new connection to `destination`, HTTP/2 if the TLS handshake chose
-    /// it; its driver runs as a task of its own until it closes. Callers box
+    /// it, and the address connected to (known before the handshake ends);
+    /// its driver runs as a task of its own until it closes. Callers box
     /// this future: it is large, and inline it would make every send task
     /// as large (each spawn copies its future).
     async fn connect(
-        &self,
-        destination: &Destination,
-        ip: &mut Option<IpAddr>,
-    ) -> Result<Held, BoxError> {
+        self,
+        destination: Arc<Destination>,
+    ) -> (Result<Held, BoxError>, Option<IpAddr>) {
         use tower_service::Service;
         let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
-        let io = connector.call(destination.uri.clone()).await?;
+        if let Err(err) = std::future::poll_fn(|cx| connector.poll_ready(cx)).await {
+            return (Err(err), None);
+        }
+        let io = match connector.call(destination.uri.clone()).await {
+            Ok(io) => io,
+            Err(err) => return (Err(err), None),
+        };
         let connected = io.connected();
         let mut extras = http::Extensions::new();
         connected.get_extras(&mut extras);
-        *ip = extras.get::<HttpInfo>().map(|i| i.remote_addr().ip());
-        if connected.is_negotiated_h2() {
-            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        let ip = extras.get::<HttpInfo>().map(|i| i.remote_addr().ip());
+        let held = if connected.is_negotiated_h2() {
+            http2::Builder::new(TokioExecutor::new())
                 .handshake(io)
-                .await?;
-            tokio::spawn(connection);
-            self.pool.share(&destination.key, sender.clone(), *ip);
-            Ok(Held::Multiplexed(sender))
+                .await
+                .map(|(sender, connection)| {
+                    tokio::spawn(connection);
+                    self.pool.share(&destination.key, sender.clone(), ip);
+                    Held::Multiplexed(sender)
+                })
         } else {
-            let (sender, connection) = http1::handshake(io).await?;
-            tokio::spawn(connection);
-            Ok(Held::One(sender))
-        }
+            http1::handshake(io).await.map(|(sender, connection)| {
+                tokio::spawn(connection);
+                Held::One(sender)
+            })
+        };
+        (held.map_err(Into::into), ip)
     }
 }
 
@@ -544,5 +608,103 @@ fn classify(err: &(dyn std::error::Error + 'static)) -> AttemptError {
     AttemptError {
         class,
         message: chain.join(": "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::HeaderMap;
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    fn sender() -> HttpSender {
+        let policy = NetworkPolicy::new(["127.0.0.0/8"], []).expect("a valid CIDR");
+        HttpSender::new(&[], Arc::new(policy))
+    }
+
+    fn post(url: &str) -> Outbound {
+        Outbound {
+            destination: Arc::new(Destination::parse(url).expect("a valid URL")),
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"{}"),
+            recorded_headers: RecordedHeaders::default(),
+        }
+    }
+
+    #[test]
+    fn a_destination_knows_its_host_path_and_pool_key() {
+        let d = Destination::parse("HTTPS://Example.COM:443/hook?a=1").unwrap();
+        assert_eq!(d.key.as_ref(), "https://example.com:443");
+        assert_eq!(d.host, "Example.COM");
+        assert_eq!(d.origin, "/hook?a=1");
+        let d = Destination::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(d.host, "127.0.0.1:8080");
+        assert_eq!(d.origin, "/");
+        assert!(Destination::parse("/relative").is_err());
+    }
+
+    /// The receiver accepts one connection and no other, and answers that
+    /// connection's first request after a pause. A second request, sent
+    /// while the first waits, cannot connect (the listen queue is full), and
+    /// is sent once the first gives its connection back.
+    #[tokio::test]
+    async fn a_request_whose_connect_stalls_takes_a_connection_given_back() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(AtomicUsize::new(0));
+        let (arrived, first_arrived) = tokio::sync::oneshot::channel::<()>();
+        let counter = answered.clone();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let arrived = Mutex::new(Some(arrived));
+            let service = hyper::service::service_fn(move |_request| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let signal = arrived.lock().unwrap().take();
+                async move {
+                    if let Some(signal) = signal {
+                        let _ = signal.send(());
+                    }
+                    if n == 0 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Body::default()))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            // Held, never accepting again, until the connection ends.
+            drop(listener);
+        });
+
+        let sender = sender();
+        let url = format!("http://{addr}/hook");
+        let first = tokio::spawn({
+            let (sender, request) = (sender.clone(), post(&url));
+            async move { sender.send(request, Duration::from_secs(5)).await }
+        });
+        first_arrived.await.unwrap();
+        // Fill the listen queue: connects succeed until it is full.
+        let mut fillers = Vec::new();
+        while let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(stream);
+        }
+
+        let second = sender.send(post(&url), Duration::from_secs(5)).await;
+        assert_eq!(second.status, Some(200), "{:?}", second.error);
+        assert_eq!(first.await.unwrap().status, Some(200));
+        assert_eq!(answered.load(Ordering::SeqCst), 2);
+        assert_eq!(second.ip_address, Some(addr.ip()));
+        drop(fillers);
     }
 }
