@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 
 use super::client::Api;
 use super::progress::Progress;
@@ -78,6 +77,9 @@ fn event(event_type: &str, payload: String, target: Target) -> pb::CreateEventRe
 
 /// Requests/s the receiver takes from a plain hyper client loop at
 /// `concurrency`, without hookd: the machine's ceiling for this receiver.
+/// Each loop keeps one HTTP/1.1 connection of its own (hyper's `conn`
+/// API, as hookd's sender does), so the ceiling spends no more per request
+/// than the least a hyper client can.
 pub(super) async fn ceiling(
     concurrency: usize,
     duration: Duration,
@@ -86,26 +88,47 @@ pub(super) async fn ceiling(
     let receiver = Receiver::start(secret(), false)
         .await
         .map_err(|e| e.to_string())?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri: hyper::Uri = receiver
         .url("/ceiling")
         .parse()
         .map_err(|e| format!("{e}"))?;
+    let host = uri
+        .authority()
+        .ok_or("the receiver's URL has no authority")?
+        .to_string();
     let deadline = Instant::now() + duration;
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, uri, sent) = (client.clone(), uri.clone(), sent.clone());
+        let (host, sent) = (host.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&host)
+                .await
+                .map_err(|e| e.to_string())?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
             while Instant::now() < deadline {
-                let request = hyper::Request::post(uri.clone())
+                let request = hyper::Request::post("/ceiling")
+                    .header("host", &host)
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::from_static(br#"{"n":1}"#)))
                     .expect("a valid request");
-                if client.request(request).await.is_ok() {
-                    sent.fetch_add(1, Relaxed);
-                }
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sent.fetch_add(1, Relaxed);
             }
+            Ok::<_, String>(())
         }));
     }
     let started = Instant::now();
@@ -114,7 +137,7 @@ pub(super) async fn ceiling(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for task in tasks {
-        let _ = task.await;
+        task.await.map_err(|e| e.to_string())??;
     }
     Ok(receiver.tally.received.load(Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
