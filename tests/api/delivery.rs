@@ -212,6 +212,24 @@ async fn publish_one(app: &TestApp, endpoint: &str) -> String {
         .clone()
 }
 
+/// Waits for each of `ids` to succeed, and checks it took one attempt.
+async fn succeed_at_first_attempt(app: &TestApp, ids: &[String]) {
+    for id in ids {
+        let delivery = wait_for_delivery(app, id, pb::DeliveryStatus::Success, WAIT).await;
+        assert_eq!(delivery.attempts, 1, "{delivery:?}");
+    }
+}
+
+/// Publishes `n` events to a new endpoint at `receiver`, each once the one
+/// before has succeeded.
+async fn deliver_one_at_a_time(app: &TestApp, receiver: &TestReceiver, n: usize) {
+    let endpoint = endpoint_at(app, receiver, |_| {}).await;
+    for _ in 0..n {
+        let id = publish_one(app, &endpoint.id).await;
+        succeed_at_first_attempt(app, &[id]).await;
+    }
+}
+
 /// Moves the clock past any backoff and runs the poller once.
 async fn skip_backoff(app: &TestApp) {
     app.clock.advance(Duration::from_secs(7 * 3600));
@@ -436,11 +454,7 @@ db_test!(
     deliveries_one_after_another_share_one_kept_alive_connection,
     |app| async move {
         let receiver = TestReceiver::start().await;
-        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
-        for _ in 0..4 {
-            let id = publish_one(&app, &endpoint.id).await;
-            wait_for_delivery(&app, &id, pb::DeliveryStatus::Success, WAIT).await;
-        }
+        deliver_one_at_a_time(&app, &receiver, 4).await;
         assert_eq!(receiver.connections(), 1);
     }
 );
@@ -459,10 +473,7 @@ db_test!(
         for _ in 0..6 {
             ids.push(publish_one(&app, &endpoint.id).await);
         }
-        for id in &ids {
-            let delivery = wait_for_delivery(&app, id, pb::DeliveryStatus::Success, WAIT).await;
-            assert_eq!(delivery.attempts, 1, "{delivery:?}");
-        }
+        succeed_at_first_attempt(&app, &ids).await;
         assert_eq!(receiver.connections(), 6);
     }
 );
@@ -472,12 +483,7 @@ db_test!(
     |app| async move {
         let receiver = TestReceiver::start().await;
         receiver.respond_sequence(vec![Behavior::StatusWithBody(200, "x".repeat(100_000))]);
-        let endpoint = endpoint_at(&app, &receiver, |_| {}).await;
-        for _ in 0..2 {
-            let id = publish_one(&app, &endpoint.id).await;
-            let delivery = wait_for_delivery(&app, &id, pb::DeliveryStatus::Success, WAIT).await;
-            assert_eq!(delivery.attempts, 1, "{delivery:?}");
-        }
+        deliver_one_at_a_time(&app, &receiver, 2).await;
         assert_eq!(receiver.connections(), 2);
     }
 );
