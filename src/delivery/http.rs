@@ -133,6 +133,8 @@ struct Idle {
 struct Shared {
     sender: http2::SendRequest<Body>,
     ip: Option<IpAddr>,
+    /// When a request last took it.
+    used: Instant,
 }
 
 /// A connection a request holds while it runs.
@@ -151,9 +153,26 @@ impl Pool {
 
     /// An open connection to `key`, the most recently used first.
     fn checkout(&self, key: &Arc<str>) -> Option<(Held, Option<IpAddr>)> {
+        Self::take(&mut self.state(), key)
+    }
+
+    /// An open connection to `key`, or else what tells when one is given
+    /// back; both under one lock, so that none given back in between goes
+    /// unnoticed.
+    fn checkout_or_wait(&self, key: &Arc<str>) -> Result<(Held, Option<IpAddr>), Arc<Notify>> {
         let mut state = self.state();
-        if let Some(shared) = state.shared.get(key) {
-            if !shared.sender.is_closed() {
+        match Self::take(&mut state, key) {
+            Some(found) => Ok(found),
+            None => Err(state.returns.entry(key.clone()).or_default().clone()),
+        }
+    }
+
+    fn take(state: &mut PoolState, key: &Arc<str>) -> Option<(Held, Option<IpAddr>)> {
+        if let Some(shared) = state.shared.get_mut(key) {
+            // Unused for the idle timeout, an HTTP/2 connection may have
+            // been dropped silently on the way (a NAT, a load balancer).
+            if !shared.sender.is_closed() && shared.used.elapsed() < IDLE_TIMEOUT {
+                shared.used = Instant::now();
                 return Some((Held::Multiplexed(shared.sender.clone()), shared.ip));
             }
             state.shared.remove(key);
@@ -165,6 +184,12 @@ impl Pool {
             }
         }
         None
+    }
+
+    /// Stops handing out the HTTP/2 connection of `key` (a request on it got
+    /// no answer in time); requests already on it keep it until they end.
+    fn forget_shared(&self, key: &Arc<str>) {
+        self.state().shared.remove(key);
     }
 
     /// Keeps an HTTP/1 connection whose last response has ended; now and
@@ -194,23 +219,37 @@ impl Pool {
                 });
                 !conns.is_empty()
             });
-            state.shared.retain(|_, shared| !shared.sender.is_closed());
+            state.shared.retain(|_, shared| {
+                !shared.sender.is_closed() && now.duration_since(shared.used) < IDLE_TIMEOUT
+            });
             state
                 .returns
                 .retain(|_, returned| Arc::strong_count(returned) > 1);
         }
     }
 
-    /// What tells of connections to `key` becoming free.
-    fn returns(&self, key: &Arc<str>) -> Arc<Notify> {
-        self.state().returns.entry(key.clone()).or_default().clone()
-    }
-
-    fn share(&self, key: &Arc<str>, sender: http2::SendRequest<Body>, ip: Option<IpAddr>) {
+    /// Offers a new HTTP/2 connection to every request to `key`, unless
+    /// one is offered already (then the new one serves only its maker's
+    /// request and closes).
+    fn share(&self, key: &Arc<str>, sender: &http2::SendRequest<Body>, ip: Option<IpAddr>) {
         let mut state = self.state();
-        state.shared.insert(key.clone(), Shared { sender, ip });
+        if state
+            .shared
+            .get(key)
+            .is_some_and(|shared| !shared.sender.is_closed())
+        {
+            return;
+        }
+        let shared = Shared {
+            sender: sender.clone(),
+            ip,
+            used: Instant::now(),
+        };
+        state.shared.insert(key.clone(), shared);
         if let Some(returned) = state.returns.get(key) {
+            // Those waiting now, and one about to.
             returned.notify_waiters();
+            returned.notify_one();
         }
     }
 }
@@ -320,6 +359,7 @@ impl HttpSender {
         let started = Instant::now();
         // Known whenever a connection was made, even if no response came.
         let mut ip = None;
+        let destination = request.destination.clone();
         let outcome = tokio::time::timeout(timeout, self.exchange(request, &mut ip)).await;
         let elapsed = started.elapsed();
         match outcome {
@@ -337,14 +377,19 @@ impl HttpSender {
                 elapsed,
             },
             Ok(Err(err)) => failed(classify(&*err), ip, elapsed),
-            Err(_) => failed(
-                AttemptError {
-                    class: ErrorClass::Timeout,
-                    message: format!("no response within {} s", timeout.as_secs_f32()),
-                },
-                ip,
-                elapsed,
-            ),
+            Err(_) => {
+                // A connection that died silently answers nothing; the next
+                // request to this destination makes a new one.
+                self.pool.forget_shared(&destination.key);
+                failed(
+                    AttemptError {
+                        class: ErrorClass::Timeout,
+                        message: format!("no response within {} s", timeout.as_secs_f32()),
+                    },
+                    ip,
+                    elapsed,
+                )
+            }
         }
     }
 
@@ -393,9 +438,20 @@ impl HttpSender {
             }
         };
         // A body left unread closes its connection; one read to the end
-        // leaves it ready for the next request.
-        if let (true, Held::One(sender)) = (ended, held) {
-            self.pool.put(&destination.key, sender, *ip);
+        // leaves it ready for the next request, though hyper may say so a
+        // moment later (then a task of its own waits for that, rather than
+        // this request).
+        if let (true, Held::One(mut sender)) = (ended, held) {
+            if sender.is_ready() {
+                self.pool.put(&destination.key, sender, *ip);
+            } else {
+                let (pool, key, address) = (self.pool.clone(), destination.key.clone(), *ip);
+                tokio::spawn(async move {
+                    if sender.ready().await.is_ok() {
+                        pool.put(&key, sender, address);
+                    }
+                });
+            }
         }
         Ok((head, kept))
     }
@@ -411,11 +467,13 @@ impl HttpSender {
         ip: &mut Option<IpAddr>,
     ) -> Result<(Held, bool), BoxError> {
         let key = &destination.key;
-        if let Some((held, address)) = self.pool.checkout(key) {
-            *ip = address;
-            return Ok((held, true));
-        }
-        let returned = self.pool.returns(key);
+        let returned = match self.pool.checkout_or_wait(key) {
+            Ok((held, address)) => {
+                *ip = address;
+                return Ok((held, true));
+            }
+            Err(returned) => returned,
+        };
         let mut connecting = Box::pin(self.clone().connect(destination.clone()));
         loop {
             tokio::select! {
@@ -427,14 +485,18 @@ impl HttpSender {
                     let Some((held, address)) = self.pool.checkout(key) else {
                         continue;
                     };
-                    let (pool, key) = (self.pool.clone(), key.clone());
-                    tokio::spawn(async move {
-                        if let Ok((Ok(Held::One(sender)), address)) =
-                            tokio::time::timeout(IDLE_TIMEOUT, connecting).await
-                        {
-                            pool.put(&key, sender, address);
-                        }
-                    });
+                    // An HTTP/2 connection serves everyone: the one being
+                    // made is not needed.
+                    if let Held::One(_) = held {
+                        let (pool, key) = (self.pool.clone(), key.clone());
+                        tokio::spawn(async move {
+                            if let Ok((Ok(Held::One(sender)), address)) =
+                                tokio::time::timeout(IDLE_TIMEOUT, connecting).await
+                            {
+                                pool.put(&key, sender, address);
+                            }
+                        });
+                    }
                     *ip = address;
                     return Ok((held, true));
                 }
@@ -470,7 +532,7 @@ impl HttpSender {
                 .await
                 .map(|(sender, connection)| {
                     tokio::spawn(connection);
-                    self.pool.share(&destination.key, sender.clone(), ip);
+                    self.pool.share(&destination.key, &sender, ip);
                     Held::Multiplexed(sender)
                 })
         } else {

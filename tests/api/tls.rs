@@ -10,9 +10,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::backend_test;
 use crate::helpers::{
-    Backend, TestApp, TestDb, attempts_of, spawn_app_on, test_delivery_config, wait_for_delivery,
+    Backend, TestApp, TestDb, attempts_of, receiver_endpoint, spawn_app_on, test_delivery_config,
+    to_endpoint, wait_for_delivery,
 };
-use crate::receiver::TestReceiver;
+use crate::receiver::{Behavior, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -163,3 +164,44 @@ backend_test!(
 );
 
 backend_test!(an_untrusted_certificate_is_a_tls_failure, untrusted_ca);
+
+/// A request on the shared HTTP/2 connection that gets no answer in time
+/// retires the connection (it may have died silently on the way): the next
+/// delivery opens a new one.
+async fn unanswered_over_h2(backend: Backend) {
+    let pki = TestPki::new();
+    let config = DeliveryConfig {
+        extra_roots: vec![pki.ca.clone()],
+        ..test_delivery_config()
+    };
+    let app = spawn_app_on(TestDb::new(&backend), config).await;
+    let receiver = pki.receiver().await;
+    receiver.respond_sequence(vec![Behavior::Hang]);
+    let endpoint = receiver_endpoint(&app, &receiver, "tls-secret-1", |e| {
+        e.timeout_seconds = 1;
+    })
+    .await;
+    let mut events = app.events().await;
+    let mut publish = async || {
+        events
+            .create_event(to_endpoint(&endpoint.id, "{}"))
+            .await
+            .expect("published")
+            .into_inner()
+            .deliveries[0]
+            .id
+            .clone()
+    };
+    let unanswered = publish().await;
+    let delivery = wait_for_delivery(&app, &unanswered, pb::DeliveryStatus::Retry, WAIT).await;
+    assert!(delivery.description.starts_with("timeout"), "{delivery:?}");
+    let answered = publish().await;
+    wait_for_delivery(&app, &answered, pb::DeliveryStatus::Success, WAIT).await;
+    assert_eq!(receiver.requests()[1].version, "HTTP/2.0");
+    assert_eq!(receiver.connections(), 2);
+}
+
+backend_test!(
+    an_unanswered_request_retires_its_http2_connection,
+    unanswered_over_h2
+);
