@@ -8,7 +8,8 @@ use tonic::Code;
 
 use crate::db_test;
 use crate::helpers::{
-    TestApp, attempts_of, receiver_endpoint, seconds_between, to_endpoint, wait_for_delivery,
+    TestApp, attempts_of, publish_one, receiver_endpoint, seconds_between, to_endpoint,
+    wait_for_delivery,
 };
 use crate::receiver::{Behavior, TestReceiver};
 
@@ -198,18 +199,6 @@ async fn set_status(app: &TestApp, id: &str, status: pb::EndpointStatus) {
         })
         .await
         .expect("status set");
-}
-
-async fn publish_one(app: &TestApp, endpoint: &str) -> String {
-    app.events()
-        .await
-        .create_event(to_endpoint(endpoint, r#"{"n":1}"#))
-        .await
-        .expect("published")
-        .into_inner()
-        .deliveries[0]
-        .id
-        .clone()
 }
 
 /// Waits for each of `ids` to succeed, and checks it took one attempt.

@@ -551,6 +551,24 @@ pub(crate) fn to_endpoint(id: &str, payload: &str) -> pb::CreateEventRequest {
     }
 }
 
+/// Publishes `event` and returns its first delivery's id.
+pub(crate) async fn publish_event(app: &TestApp, event: pb::CreateEventRequest) -> String {
+    app.events()
+        .await
+        .create_event(event)
+        .await
+        .expect("published")
+        .into_inner()
+        .deliveries[0]
+        .id
+        .clone()
+}
+
+/// Publishes a small event to `endpoint` and returns its delivery's id.
+pub(crate) async fn publish_one(app: &TestApp, endpoint: &str) -> String {
+    publish_event(app, to_endpoint(endpoint, r#"{"n":1}"#)).await
+}
+
 /// The first page of a delivery's attempts.
 pub(crate) async fn attempts_of(app: &TestApp, delivery: &str) -> Vec<pb::DeliveryAttempt> {
     app.events()

@@ -10,8 +10,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::backend_test;
 use crate::helpers::{
-    Backend, TestApp, TestDb, attempts_of, receiver_endpoint, spawn_app_on, test_delivery_config,
-    to_endpoint, wait_for_delivery,
+    Backend, TestApp, TestDb, attempts_of, publish_one, receiver_endpoint, spawn_app_on,
+    test_delivery_config, wait_for_delivery,
 };
 use crate::receiver::{Behavior, TestReceiver};
 
@@ -51,6 +51,15 @@ impl TestPki {
             leaf: leaf.der().clone(),
             leaf_key: PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("PKCS#8 key"),
         }
+    }
+
+    /// hookd on a fresh database of `backend`, trusting the CA.
+    async fn trusting_app(&self, backend: &Backend) -> TestApp {
+        let config = DeliveryConfig {
+            extra_roots: vec![self.ca.clone()],
+            ..test_delivery_config()
+        };
+        spawn_app_on(TestDb::new(backend), config).await
     }
 
     /// A receiver presenting the leaf and the CA.
@@ -97,11 +106,7 @@ async fn publish_to(app: &TestApp, url: String, payload: &str) -> String {
 /// Trusting the test CA, hookd delivers over HTTPS and negotiates HTTP/2.
 async fn trusted_ca(backend: Backend) {
     let pki = TestPki::new();
-    let config = DeliveryConfig {
-        extra_roots: vec![pki.ca.clone()],
-        ..test_delivery_config()
-    };
-    let app = spawn_app_on(TestDb::new(&backend), config).await;
+    let app = pki.trusting_app(&backend).await;
     let receiver = pki.receiver().await;
     let url = receiver.url("/hook");
     assert!(url.starts_with("https://localhost:"), "{url}");
@@ -170,32 +175,17 @@ backend_test!(an_untrusted_certificate_is_a_tls_failure, untrusted_ca);
 /// delivery opens a new one.
 async fn unanswered_over_h2(backend: Backend) {
     let pki = TestPki::new();
-    let config = DeliveryConfig {
-        extra_roots: vec![pki.ca.clone()],
-        ..test_delivery_config()
-    };
-    let app = spawn_app_on(TestDb::new(&backend), config).await;
+    let app = pki.trusting_app(&backend).await;
     let receiver = pki.receiver().await;
     receiver.respond_sequence(vec![Behavior::Hang]);
     let endpoint = receiver_endpoint(&app, &receiver, "tls-secret-1", |e| {
         e.timeout_seconds = 1;
     })
     .await;
-    let mut events = app.events().await;
-    let mut publish = async || {
-        events
-            .create_event(to_endpoint(&endpoint.id, "{}"))
-            .await
-            .expect("published")
-            .into_inner()
-            .deliveries[0]
-            .id
-            .clone()
-    };
-    let unanswered = publish().await;
+    let unanswered = publish_one(&app, &endpoint.id).await;
     let delivery = wait_for_delivery(&app, &unanswered, pb::DeliveryStatus::Retry, WAIT).await;
     assert!(delivery.description.starts_with("timeout"), "{delivery:?}");
-    let answered = publish().await;
+    let answered = publish_one(&app, &endpoint.id).await;
     wait_for_delivery(&app, &answered, pb::DeliveryStatus::Success, WAIT).await;
     assert_eq!(receiver.requests()[1].version, "HTTP/2.0");
     assert_eq!(receiver.connections(), 2);

@@ -8,8 +8,8 @@ use hookd::grpc::{WatchConfig, pb};
 use tonic::{Code, Streaming};
 
 use crate::helpers::{
-    Backend, TestApp, TestDb, receiver_endpoint, spawn_app_watching, test_delivery_config,
-    to_endpoint,
+    Backend, TestApp, TestDb, publish_event, receiver_endpoint, spawn_app_watching,
+    test_delivery_config, to_endpoint,
 };
 use crate::receiver::{Behavior, TestReceiver};
 use crate::{backend_test, db_test};
@@ -47,15 +47,7 @@ async fn expect_quiet(stream: &mut Streaming<pb::DeliveryUpdate>) {
 async fn publish(app: &TestApp, endpoint: &str, event_type: &str) -> String {
     let mut event = to_endpoint(endpoint, r#"{"n":1}"#);
     event.event_type = event_type.into();
-    app.events()
-        .await
-        .create_event(event)
-        .await
-        .expect("published")
-        .into_inner()
-        .deliveries[0]
-        .id
-        .clone()
+    publish_event(app, event).await
 }
 
 fn status(update: &pb::DeliveryUpdate) -> pb::DeliveryStatus {
