@@ -88,21 +88,14 @@ pub(super) async fn ceiling(
     let receiver = Receiver::start(secret(), false)
         .await
         .map_err(|e| e.to_string())?;
-    let uri: hyper::Uri = receiver
-        .url("/ceiling")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let host = uri
-        .authority()
-        .ok_or("the receiver's URL has no authority")?
-        .to_string();
+    let (addr, host) = (receiver.addr, receiver.addr.to_string());
     let deadline = Instant::now() + duration;
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (host, sent) = (host.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&host)
+            let stream = tokio::net::TcpStream::connect(addr)
                 .await
                 .map_err(|e| e.to_string())?;
             stream.set_nodelay(true).map_err(|e| e.to_string())?;

@@ -129,12 +129,25 @@ struct Idle {
     since: Instant,
 }
 
-#[derive(Clone)]
+impl Idle {
+    fn usable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.since) < IDLE_TIMEOUT
+    }
+}
+
 struct Shared {
     sender: http2::SendRequest<Body>,
     ip: Option<IpAddr>,
     /// When a request last took it.
     used: Instant,
+}
+
+impl Shared {
+    /// Unused for the idle timeout, an HTTP/2 connection may have been
+    /// dropped silently on the way (a NAT, a load balancer).
+    fn usable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.used) < IDLE_TIMEOUT
+    }
 }
 
 /// A connection a request holds while it runs.
@@ -168,18 +181,17 @@ impl Pool {
     }
 
     fn take(state: &mut PoolState, key: &Arc<str>) -> Option<(Held, Option<IpAddr>)> {
+        let now = Instant::now();
         if let Some(shared) = state.shared.get_mut(key) {
-            // Unused for the idle timeout, an HTTP/2 connection may have
-            // been dropped silently on the way (a NAT, a load balancer).
-            if !shared.sender.is_closed() && shared.used.elapsed() < IDLE_TIMEOUT {
-                shared.used = Instant::now();
+            if shared.usable(now) {
+                shared.used = now;
                 return Some((Held::Multiplexed(shared.sender.clone()), shared.ip));
             }
             state.shared.remove(key);
         }
         let idle = state.idle.get_mut(key)?;
         while let Some(conn) = idle.pop() {
-            if !conn.sender.is_closed() && conn.since.elapsed() < IDLE_TIMEOUT {
+            if conn.usable(now) {
                 return Some((Held::One(conn.sender), conn.ip));
             }
         }
@@ -214,14 +226,10 @@ impl Pool {
         {
             state.swept = Some(now);
             state.idle.retain(|_, conns| {
-                conns.retain(|c| {
-                    !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT
-                });
+                conns.retain(|c| c.usable(now));
                 !conns.is_empty()
             });
-            state.shared.retain(|_, shared| {
-                !shared.sender.is_closed() && now.duration_since(shared.used) < IDLE_TIMEOUT
-            });
+            state.shared.retain(|_, shared| shared.usable(now));
             state
                 .returns
                 .retain(|_, returned| Arc::strong_count(returned) > 1);
@@ -233,17 +241,18 @@ impl Pool {
     /// request and closes).
     fn share(&self, key: &Arc<str>, sender: &http2::SendRequest<Body>, ip: Option<IpAddr>) {
         let mut state = self.state();
+        let now = Instant::now();
         if state
             .shared
             .get(key)
-            .is_some_and(|shared| !shared.sender.is_closed())
+            .is_some_and(|shared| shared.usable(now))
         {
             return;
         }
         let shared = Shared {
             sender: sender.clone(),
             ip,
-            used: Instant::now(),
+            used: now,
         };
         state.shared.insert(key.clone(), shared);
         if let Some(returned) = state.returns.get(key) {
